@@ -1,0 +1,1 @@
+"""The runtime every Shop service shares: settings, DB and unit of work, outbox, inbox, bus, auth, errors."""

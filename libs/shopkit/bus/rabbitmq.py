@@ -1,0 +1,224 @@
+"""RabbitMQ transport over aio-pika: one durable topic exchange, a durable queue per service bound to the
+event types it consumes, retry queues with a fixed delay each (a TTL per queue, so a long delay never
+holds back a short one), and a dead-letter queue. Messages are persistent; publishing waits for confirms;
+a message is acked only after its handler's transaction committed."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import DeliveryError
+
+from contracts import Envelope
+from shopkit.bus import MessageHandler, TransportUnavailable
+
+log = logging.getLogger("shopkit.bus.rabbitmq")
+
+EXCHANGE = "shop.events"
+ATTEMPT_HEADER = "x-shop-attempt"
+PUBLISH_TIMEOUT = 10.0
+
+
+def retry_queue(queue: str, attempt: int) -> str:
+    return f"{queue}.retry.{attempt}"
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+class RabbitMQTransport:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 100,
+        concurrency: int = 16,
+        retry_delays: list[float] | None = None,
+        exchange: str = EXCHANGE,
+    ) -> None:
+        self.url = url
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.retry_delays = retry_delays if retry_delays is not None else [0.5, 2.0, 8.0]
+        self.exchange_name = exchange
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._consume_channels: list[AbstractChannel] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def connect(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.url, timeout=10)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await self._publish_channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+        self._connection = None
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
+        if self._exchange is None or not self.is_connected:
+            raise TransportUnavailable("not connected to RabbitMQ")
+        exchange = self._exchange
+        results = await asyncio.gather(
+            *(self._publish_one(exchange, envelope) for envelope in envelopes), return_exceptions=True
+        )
+        failures: dict[str, str] = {}
+        for envelope, result in zip(envelopes, results, strict=True):
+            if isinstance(result, DeliveryError):
+                failures[str(envelope.id)] = f"broker refused: {result}"
+            elif isinstance(result, BaseException):
+                raise TransportUnavailable(f"publish failed: {result!r}") from result
+        return failures
+
+    async def _publish_one(self, exchange: AbstractExchange, envelope: Envelope) -> None:
+        message = aio_pika.Message(
+            body=envelope.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(envelope.id),
+            type=envelope.type,
+            correlation_id=envelope.correlation_id,
+        )
+        # mandatory=False: an event nobody consumes yet (OrderConfirmed, say) is not an error.
+        await exchange.publish(message, routing_key=envelope.type, mandatory=False, timeout=PUBLISH_TIMEOUT)
+
+    async def declare(self, channel: AbstractChannel, queue: str, event_types: list[str]) -> Any:
+        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        await channel.declare_queue(dead_letter_queue(queue), durable=True)
+        for attempt, delay in enumerate(self.retry_delays):
+            await channel.declare_queue(
+                retry_queue(queue, attempt),
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": queue,
+                },
+            )
+        main = await channel.declare_queue(
+            queue,
+            durable=True,
+            arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_letter_queue(queue)},
+        )
+        for event_type in event_types:
+            await main.bind(exchange, routing_key=event_type)
+        return main
+
+    async def subscribe(self, queue: str, event_types: list[str], handler: MessageHandler) -> None:
+        assert self._connection is not None, "connect() first"
+        channel = await self._connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.prefetch)
+        main = await self.declare(channel, queue, event_types)
+        self._consume_channels.append(channel)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.create_task(self._handle(channel, queue, handler, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        await main.consume(on_message)
+
+    async def _handle(
+        self, channel: AbstractChannel, queue: str, handler: MessageHandler, message: AbstractIncomingMessage
+    ) -> None:
+        try:
+            envelope = Envelope.model_validate_json(message.body)
+        except ValueError:
+            log.error("unreadable message dead-lettered", extra={"message_id": message.message_id})
+            await message.reject(requeue=False)
+            return
+        async with self._slots:
+            try:
+                await handler(envelope)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._retry_or_dead_letter(channel, queue, message, exc)
+                return
+        await message.ack()
+
+    async def _retry_or_dead_letter(
+        self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, exc: Exception
+    ) -> None:
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[call-overload]
+        if attempt < len(self.retry_delays):
+            target = retry_queue(queue, attempt)
+            log.warning("handler failed, retry %s of %s", attempt + 1, len(self.retry_delays), exc_info=exc)
+        else:
+            target = dead_letter_queue(queue)
+            log.error("handler keeps failing, dead-lettered", exc_info=exc, extra={"message_id": message.message_id})
+        headers[ATTEMPT_HEADER] = attempt + 1
+        headers["x-shop-error"] = repr(exc)[:500]
+        copy = aio_pika.Message(
+            body=message.body,
+            headers=headers,
+            content_type=message.content_type,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            type=message.type,
+            correlation_id=message.correlation_id,
+        )
+        try:
+            await channel.default_exchange.publish(copy, routing_key=target, timeout=PUBLISH_TIMEOUT)
+        except Exception:
+            # Could not park it: leave it with the broker, which redelivers it.
+            log.warning("could not move a failed message; requeueing it", exc_info=True)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def dead_letter_count(self, queue: str) -> int:
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        try:
+            declared = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            return declared.declaration_result.message_count or 0
+        finally:
+            await channel.close()
+
+    async def replay_dead_letters(self, queue: str) -> int:
+        """Move every dead-lettered message back to the service's queue, with a fresh retry budget."""
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=True)
+        moved = 0
+        try:
+            dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
+            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+                headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-shop-")}
+                await channel.default_exchange.publish(
+                    aio_pika.Message(
+                        body=message.body,
+                        headers=headers,
+                        content_type=message.content_type,
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=message.message_id,
+                        type=message.type,
+                    ),
+                    routing_key=queue,
+                )
+                await message.ack()
+                moved += 1
+        finally:
+            await channel.close()
+        return moved

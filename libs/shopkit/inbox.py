@@ -1,0 +1,43 @@
+"""The inbox: the idempotent consumer. A handler's writes and the record that it handled the event
+commit in one transaction, so a redelivered event changes nothing the second time."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, String, Table, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from shopkit.db import GUID, kit_metadata
+
+inbox = Table(
+    "inbox",
+    kit_metadata,
+    Column("event_id", GUID(), primary_key=True),
+    Column("handler", String(100), primary_key=True),
+    Column("event_type", String(100), nullable=False),
+    Column("handled_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler: str) -> bool:
+    """Record that `handler` handles this event. False if it already did: skip the work.
+
+    On PostgreSQL a concurrent duplicate waits on the first one's row lock and then sees the conflict,
+    so two deliveries racing each other still apply once."""
+    values = {
+        "event_id": event_id,
+        "handler": handler,
+        "event_type": event_type,
+        "handled_at": datetime.now(UTC),
+    }
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = pg_insert(inbox).values(**values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(inbox).values(**values).on_conflict_do_nothing()
+    else:  # pragma: no cover - only the two dialects above are supported
+        stmt = insert(inbox).values(**values)
+    return bool(session.execute(stmt).rowcount)

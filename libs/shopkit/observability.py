@@ -1,0 +1,170 @@
+"""Request ids, structured JSON logs, Prometheus metrics, request-size limits, health endpoints."""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+REQUESTS = Counter("shop_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram(
+    "shop_http_request_seconds",
+    "HTTP request latency",
+    ["service", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+class RequestContextMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware: it costs a task per request). Gives every request an id
+    (kept from X-Request-ID when the caller sent one), refuses oversized bodies with 413, counts."""
+
+    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int = 1_000_000) -> None:
+        self.app = app
+        self.service = service
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _header(scope, b"x-request-id") or str(uuid.uuid4())
+        if len(request_id) > 200:
+            request_id = str(uuid.uuid4())
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            response = _problem(413, "the request body is too large")
+            response.headers["X-Request-ID"] = request_id
+            await response(scope, receive, send)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            await _problem(413, "the request body is too large")(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            REQUESTS.labels(self.service, scope["method"], path, str(status_holder["status"])).inc()
+            LATENCY.labels(self.service, path).observe(time.perf_counter() - started)
+            request_id_var.reset(token)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    from shopkit.problems import problem_response
+
+    return problem_response(status, detail)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+
+def health_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry = REGISTRY) -> APIRouter:
+    """/healthz: the process is alive. /readyz: every dependency answers (each check returns None or
+    what is wrong). /metrics: Prometheus text format."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        failures = {}
+        for name, check in checks.items():
+            try:
+                problem = await check()
+            except Exception as exc:
+                problem = repr(exc)
+            if problem:
+                failures[name] = problem
+        if failures:
+            return JSONResponse({"status": "unavailable", "checks": failures}, status_code=503)
+        return JSONResponse({"status": "ok", "checks": {name: "ok" for name in checks}})
+
+    @router.get("/metrics")
+    def metrics() -> Response:  # sync: collectors query the database, keep that off the event loop
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def add_request_context(app: FastAPI, *, service: str, max_body_bytes: int) -> None:
+    app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)

@@ -1,0 +1,183 @@
+"""The transactional outbox: events are written in the caller's transaction and published afterwards
+by the relay, which waits for broker confirms before it marks them sent (at-least-once)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from contracts import Envelope
+from shopkit.bus import Transport, TransportUnavailable
+from shopkit.db import GUID, Database, kit_metadata
+
+log = logging.getLogger("shopkit.outbox")
+
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+
+outbox = Table(
+    "outbox",
+    kit_metadata,
+    Column("id", GUID(), primary_key=True),
+    Column("event_type", String(100), nullable=False),
+    Column("envelope", JSON, nullable=False),
+    Column("status", String(10), nullable=False, default=PENDING),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    Index("ix_outbox_pending", "status", "created_at"),
+)
+
+
+def add_to_outbox(session: Session, envelope: Envelope) -> None:
+    session.execute(
+        outbox.insert().values(
+            id=envelope.id,
+            event_type=envelope.type,
+            envelope=envelope.model_dump(mode="json"),
+            status=PENDING,
+            attempts=0,
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+def backlog(connection: Connection) -> dict[str, int]:
+    rows = connection.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all()
+    counts = {PENDING: 0, DEAD: 0}
+    counts.update({status: count for status, count in rows if status != SENT})
+    return counts
+
+
+def replay_dead(connection: Connection) -> int:
+    result = connection.execute(
+        update(outbox).where(outbox.c.status == DEAD).values(status=PENDING, attempts=0, last_error=None)
+    )
+    return result.rowcount or 0
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in batches. Several relays (replicas) may run at once: each claims
+    its batch with FOR UPDATE SKIP LOCKED, and holds the lock until the broker confirmed and the rows
+    are marked sent, so a row is never published by two relays at once; a relay killed between the
+    confirm and the commit leaves the rows pending and they are published again (consumers dedupe)."""
+
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.5,
+        max_attempts: int = 10,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        """Called after a commit that wrote to the outbox, from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.db.on_outbox_write = self.wake
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.db.service}")
+
+    async def stop(self) -> None:
+        self.db.on_outbox_write = None
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            try:
+                sent = await self.publish_once()
+                backoff = self.poll_interval
+                if sent == self.batch_size:
+                    continue
+            except TransportUnavailable as exc:
+                log.warning("broker unavailable, outbox relay backs off", extra={"error": str(exc)})
+                backoff = min(backoff * 2, 10.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                backoff = min(backoff * 2, 10.0)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+
+    async def publish_once(self) -> int:
+        """Claim, publish and mark one batch. Returns how many rows were marked sent."""
+        connection = await asyncio.to_thread(self._claim_connection)
+        try:
+            rows = await asyncio.to_thread(self._claim, connection)
+            if not rows:
+                await asyncio.to_thread(connection.rollback)
+                return 0
+            envelopes = [Envelope.model_validate(row.envelope) for row in rows]
+            failures = await self.transport.publish(envelopes)
+            await asyncio.to_thread(self._mark, connection, rows, failures)
+            sent = len(rows) - len(failures)
+            self.published += sent
+            return sent
+        except BaseException:
+            await asyncio.to_thread(connection.rollback)
+            raise
+        finally:
+            await asyncio.to_thread(connection.close)
+
+    def _claim_connection(self) -> Connection:
+        return self.db.engine.connect()
+
+    def _claim(self, connection: Connection) -> list:
+        query = (
+            select(outbox.c.id, outbox.c.envelope, outbox.c.attempts)
+            .where(outbox.c.status == PENDING)
+            .order_by(outbox.c.created_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        return list(connection.execute(query).all())
+
+    def _mark(self, connection: Connection, rows: list, failures: dict[str, str]) -> None:
+        now = datetime.now(UTC)
+        sent_ids = [row.id for row in rows if str(row.id) not in failures]
+        if sent_ids:
+            connection.execute(
+                update(outbox).where(outbox.c.id.in_(sent_ids)).values(status=SENT, published_at=now)
+            )
+        for row in rows:
+            error = failures.get(str(row.id))
+            if error is None:
+                continue
+            attempts = row.attempts + 1
+            status = DEAD if attempts >= self.max_attempts else PENDING
+            if status == DEAD:
+                log.error("outbox message is dead after %s attempts", attempts, extra={"event_id": str(row.id)})
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(attempts=attempts, last_error=error[:2000], status=status)
+            )
+        connection.commit()

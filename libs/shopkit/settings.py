@@ -1,0 +1,85 @@
+"""Settings from the environment and an optional .env; `SHOP_` prefix for the shop's own keys."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ROLE_PASSWORD_SUFFIX = "-dev-password"
+
+
+class KitSettings(BaseSettings):
+    """What every service reads. A service's settings inherit this and add their own keys."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOP_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    var_dir: Path = Path("var")
+    # One PostgreSQL database for all services (each in its own schema, under its own role), or unset
+    # for a SQLite file per service under var_dir.
+    database_url: str | None = None
+    db_role_password: str | None = Field(default=None, description="password of the per-service roles")
+    db_pool_size: int = 10
+    amqp_url: str | None = None
+    amqp_prefetch: int = 100
+    # Prefix of the exchange and queue names: lets test runs share one broker without seeing each other.
+    bus_namespace: str = ""
+    handler_concurrency: int = 16
+    retry_delays: list[float] = [0.5, 2.0, 8.0]
+    relay_batch_size: int = 100
+    relay_poll_interval: float = 0.5
+    outbox_max_attempts: int = 10
+
+    jwt_issuer: str = "shop-auth"
+    jwt_audience: str = "shop"
+    jwt_private_key: str | None = None  # PEM; development generates a pair under var_dir
+    jwt_public_key: str | None = None  # PEM
+    jwt_algorithm: Literal["RS256", "EdDSA"] = "EdDSA"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    max_body_bytes: int = 1_000_000
+    frontend_url: str | None = None
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> KitSettings:
+        if self.environment == "production":
+            missing = self.production_problems()
+            if missing:
+                raise ValueError("refusing to start in production: " + "; ".join(missing))
+        return self
+
+    def production_problems(self) -> list[str]:
+        problems = []
+        if not self.database_url:
+            problems.append("SHOP_DATABASE_URL is not set")
+        if not self.amqp_url:
+            problems.append("SHOP_AMQP_URL is not set")
+        if not self.jwt_public_key:
+            problems.append("SHOP_JWT_PUBLIC_KEY is not set")
+        if not self.db_role_password:
+            problems.append("SHOP_DB_ROLE_PASSWORD is not set")
+        return problems
+
+    def service_database_url(self, service: str) -> str:
+        """The URL a service connects with: its own role on PostgreSQL, or its own SQLite file."""
+        if not self.database_url:
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            return f"sqlite:///{(self.var_dir / f'{service}.db').resolve()}"
+        parts = urlsplit(self.database_url)
+        host = parts.hostname or "127.0.0.1"
+        port = f":{parts.port}" if parts.port else ""
+        role = service_role(service)
+        password = quote(self.role_password(service), safe="")
+        scheme = "postgresql+psycopg2"
+        return urlunsplit((scheme, f"{role}:{password}@{host}{port}", parts.path, parts.query, ""))
+
+    def role_password(self, service: str) -> str:
+        return self.db_role_password or f"{service_role(service)}{DEV_ROLE_PASSWORD_SUFFIX}"
+
+
+def service_role(service: str) -> str:
+    return f"shop_{service}"

@@ -1,0 +1,129 @@
+"""Test support shared by every service's tests: real PostgreSQL and RabbitMQ, from environment URLs
+(SHOP_TEST_DATABASE_URL, SHOP_TEST_AMQP_URL), else from testcontainers where a Docker engine answers.
+Where neither is available a test needing them is skipped locally and FAILS under CI."""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from shopkit.provision import provision
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env(timeout=2).ping()
+        return True
+    except Exception:
+        return False
+
+
+def infrastructure_missing(what: str) -> None:
+    message = f"{what} is not available: set SHOP_TEST_DATABASE_URL / SHOP_TEST_AMQP_URL or run a Docker engine"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+_containers: dict[str, object] = {}
+
+
+def postgres_server_url() -> str:
+    url = os.environ.get("SHOP_TEST_DATABASE_URL")
+    if url:
+        return url
+    if "pg" not in _containers and _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16-alpine")
+        container.start()
+        _containers["pg"] = container
+    if "pg" in _containers:
+        return _containers["pg"].get_connection_url().replace("+psycopg2", "")  # type: ignore[attr-defined]
+    infrastructure_missing("PostgreSQL")
+    raise AssertionError("unreachable")
+
+
+def amqp_url() -> str:
+    url = os.environ.get("SHOP_TEST_AMQP_URL")
+    if url:
+        return url
+    if "mq" not in _containers and _docker_answers():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13-alpine")
+        container.start()
+        _containers["mq"] = container
+    if "mq" in _containers:
+        c = _containers["mq"]
+        return f"amqp://guest:guest@{c.get_container_host_ip()}:{c.get_exposed_port(5672)}/"  # type: ignore[attr-defined]
+    infrastructure_missing("RabbitMQ")
+    raise AssertionError("unreachable")
+
+
+def with_database(server_url: str, name: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+@contextmanager
+def fresh_database(services: tuple[str, ...] = ("auth", "catalog", "orders", "payments")) -> Iterator[str]:
+    """A new database with the per-service schemas and roles; dropped afterwards. Yields its admin URL."""
+    server = postgres_server_url()
+    name = f"shop_test_{uuid.uuid4().hex[:10]}"
+    admin_url = with_database(server, name)
+    provision(admin_url, services=services)
+    try:
+        yield admin_url
+    finally:
+        connection = psycopg2.connect(with_database(server, "postgres"))
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """Runs an ASGI app under uvicorn in a background thread, for tests that need real HTTP."""
+
+    def __init__(self, app: object, port: int | None = None) -> None:
+        import uvicorn
+
+        self.port = port or free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)

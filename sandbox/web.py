@@ -1,0 +1,67 @@
+"""What both sandboxes need from HTTP: their public base URL, form bodies, HTML pages, a CLI."""
+
+from __future__ import annotations
+
+import argparse
+import html
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import uvicorn
+from fastapi import FastAPI, Request
+
+
+def public_base_url(request: Request) -> str:
+    """The absolute URL this app is served at, mount prefix included, without a trailing slash.
+
+    `request.base_url` is not enough: Starlette builds it from the *outermost* app's root path, so
+    inside `parent.mount("/sandbox/stripe", app)` it would drop the prefix. The mount prefix is in
+    the scope's `root_path`.
+    """
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root_path}"
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """A flat urlencoded form (the hosted pages' forms); the last value of a repeated field wins."""
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def with_query(url: str, params: dict[str, str]) -> str:
+    """`url` with `params` appended to whatever query it already carries."""
+    parts = urlsplit(url)
+    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def is_web_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def page(title: str, body: str) -> str:
+    """A minimal self-contained HTML page (no external assets: the sandbox runs offline)."""
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{esc(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}"
+        "form{margin:1rem 0}input,button{font-size:1rem;padding:.4rem .8rem;margin:.2rem 0}"
+        ".error{color:#b00020}.note{color:#555;font-size:.9rem}</style></head>"
+        f"<body><h1>{esc(title)}</h1>{body}</body></html>"
+    )
+
+
+def run_cli(description: str, create_app: Callable[[], FastAPI], default_port: int) -> None:
+    """`python -m sandbox.<provider>_sandbox [--host H] [--port P]`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args()
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)

@@ -1,0 +1,20 @@
+"""Wiring of the catalog service: routes, event handlers, jobs, lifespan."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shopkit.bus import Transport
+from shopkit.runtime import ServiceRuntime
+
+from catalog.settings import CatalogSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: CatalogSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
+    settings = settings or CatalogSettings()
+    runtime = ServiceRuntime("catalog", settings, migrations=MIGRATIONS, transport=transport)
+    app = runtime.create_app(title="Shop catalog")
+    return app

@@ -1,0 +1,8 @@
+"""Tables of the catalog schema."""
+from __future__ import annotations
+
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass

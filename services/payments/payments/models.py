@@ -1,0 +1,8 @@
+"""Tables of the payments schema."""
+from __future__ import annotations
+
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
