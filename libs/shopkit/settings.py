@@ -39,6 +39,14 @@ class KitSettings(BaseSettings):
     jwt_public_key: str | None = None  # PEM
     jwt_algorithm: Literal["RS256", "EdDSA"] = "EdDSA"
 
+    # Where clients reach the shop (the gateway): callback and redirect URLs are built from it.
+    public_url: str = "http://127.0.0.1:8000"
+    auth_url: str = "http://127.0.0.1:8001"
+    catalog_url: str = "http://127.0.0.1:8002"
+    orders_url: str = "http://127.0.0.1:8003"
+    payments_url: str = "http://127.0.0.1:8004"
+    upstream_timeout: float = 5.0
+
     log_level: str = "INFO"
     log_json: bool = True
     max_body_bytes: int = 1_000_000
