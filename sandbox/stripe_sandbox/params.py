@@ -89,7 +89,9 @@ def opt_dict(params: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     if isinstance(value, list):
         return {str(i): v for i, v in enumerate(value)}
     if not isinstance(value, dict):
-        raise parameter_invalid(name, f"Invalid object: {name} must be a hash.", code="parameter_invalid_empty")
+        raise parameter_invalid(
+            name, f"Invalid object: {name} must be a hash.", code="parameter_invalid_empty"
+        )
     return value
 
 

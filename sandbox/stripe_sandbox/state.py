@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import copy
 import json
-import secrets
-import string
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.stripe_sandbox import params as p
 from sandbox.stripe_sandbox.errors import StripeError, parameter_invalid, parameter_missing, resource_missing
-
-_ALPHANUMERIC = string.ascii_letters + string.digits
+from sandbox.stripe_sandbox.objects import (
+    Charge,
+    CheckoutSession,
+    DeliveryAttempt,
+    EventRecord,
+    LineItem,
+    PaymentIntent,
+    Refund,
+    new_id,
+)
 
 SESSION_PARAMS = frozenset(
     {
@@ -36,7 +41,9 @@ SESSION_PARAMS = frozenset(
         "submit_type", "success_url", "tax_id_collection", "ui_mode",
     }
 )  # fmt: skip
-LINE_ITEM_PARAMS = frozenset({"price", "price_data", "quantity", "adjustable_quantity", "dynamic_tax_rates", "tax_rates"})
+LINE_ITEM_PARAMS = frozenset(
+    {"price", "price_data", "quantity", "adjustable_quantity", "dynamic_tax_rates", "tax_rates"}
+)
 PRICE_DATA_PARAMS = frozenset(
     {"currency", "product", "product_data", "unit_amount", "unit_amount_decimal", "tax_behavior", "recurring"}
 )
@@ -49,268 +56,6 @@ REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 EXPIRES_MIN_SECONDS = 30 * 60
 EXPIRES_MAX_SECONDS = 24 * 60 * 60
 EXPIRES_SLACK_SECONDS = 60
-
-
-def new_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
-
-
-@dataclass
-class LineItem:
-    id: str
-    name: str
-    currency: str
-    unit_amount: int
-    quantity: int
-    price_id: str
-    product_id: str
-
-    @property
-    def amount_total(self) -> int:
-        return self.unit_amount * self.quantity
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "item",
-            "amount_discount": 0,
-            "amount_subtotal": self.amount_total,
-            "amount_tax": 0,
-            "amount_total": self.amount_total,
-            "currency": self.currency,
-            "description": self.name,
-            "price": {
-                "id": self.price_id,
-                "object": "price",
-                "active": False,
-                "currency": self.currency,
-                "livemode": False,
-                "product": self.product_id,
-                "type": "one_time",
-                "unit_amount": self.unit_amount,
-                "unit_amount_decimal": str(self.unit_amount),
-            },
-            "quantity": self.quantity,
-        }
-
-
-@dataclass
-class CheckoutSession:
-    id: str
-    created: int
-    expires_at: int
-    url: str
-    currency: str
-    line_items: list[LineItem]
-    success_url: str
-    cancel_url: str | None
-    metadata: dict[str, str]
-    client_reference_id: str | None
-    customer_email: str | None
-    locale: str | None
-    payment_intent_metadata: dict[str, str]
-    status: str = "open"
-    payment_status: str = "unpaid"
-    payment_intent: str | None = None
-    customer_details: dict[str, Any] | None = None
-
-    @property
-    def amount_total(self) -> int:
-        return sum(item.amount_total for item in self.line_items)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "checkout.session",
-            "after_expiration": None,
-            "allow_promotion_codes": None,
-            "amount_subtotal": self.amount_total,
-            "amount_total": self.amount_total,
-            "automatic_tax": {"enabled": False, "liability": None, "status": None},
-            "billing_address_collection": None,
-            "cancel_url": self.cancel_url,
-            "client_reference_id": self.client_reference_id,
-            "client_secret": None,
-            "created": self.created,
-            "currency": self.currency,
-            "customer": None,
-            "customer_creation": "if_required",
-            "customer_details": copy.deepcopy(self.customer_details),
-            "customer_email": self.customer_email,
-            "expires_at": self.expires_at,
-            "invoice": None,
-            "livemode": False,
-            "locale": self.locale,
-            "metadata": dict(self.metadata),
-            "mode": "payment",
-            "payment_intent": self.payment_intent,
-            "payment_method_types": ["card"],
-            "payment_status": self.payment_status,
-            "status": self.status,
-            "submit_type": None,
-            "success_url": self.success_url,
-            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
-            "ui_mode": "hosted",
-            # Stripe hands out the hosted page's address only while the session can be paid.
-            "url": self.url if self.status == "open" else None,
-        }
-
-
-@dataclass
-class PaymentIntent:
-    id: str
-    amount: int
-    currency: str
-    metadata: dict[str, str]
-    created: int
-    latest_charge: str
-    payment_method: str
-    client_secret: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "payment_intent",
-            "amount": self.amount,
-            "amount_capturable": 0,
-            "amount_received": self.amount,
-            "capture_method": "automatic_async",
-            "client_secret": self.client_secret,
-            "confirmation_method": "automatic",
-            "created": self.created,
-            "currency": self.currency,
-            "customer": None,
-            "description": None,
-            "last_payment_error": None,
-            "latest_charge": self.latest_charge,
-            "livemode": False,
-            "metadata": dict(self.metadata),
-            "payment_method": self.payment_method,
-            "payment_method_types": ["card"],
-            "status": "succeeded",
-        }
-
-
-@dataclass
-class Charge:
-    id: str
-    payment_intent: str
-    amount: int
-    currency: str
-    created: int
-    payment_method: str
-    billing_email: str | None
-    amount_refunded: int = 0
-
-    @property
-    def remaining(self) -> int:
-        return self.amount - self.amount_refunded
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "charge",
-            "amount": self.amount,
-            "amount_captured": self.amount,
-            "amount_refunded": self.amount_refunded,
-            "balance_transaction": None,
-            "billing_details": {"address": None, "email": self.billing_email, "name": None, "phone": None},
-            "captured": True,
-            "created": self.created,
-            "currency": self.currency,
-            "description": None,
-            "disputed": False,
-            "livemode": False,
-            "metadata": {},
-            "outcome": {"network_status": "approved_by_network", "type": "authorized"},
-            "paid": True,
-            "payment_intent": self.payment_intent,
-            "payment_method": self.payment_method,
-            "refunded": self.amount_refunded >= self.amount,
-            "status": "succeeded",
-        }
-
-
-@dataclass
-class Refund:
-    id: str
-    amount: int
-    currency: str
-    charge: str
-    payment_intent: str
-    reason: str | None
-    metadata: dict[str, str]
-    created: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "refund",
-            "amount": self.amount,
-            "balance_transaction": None,
-            "charge": self.charge,
-            "created": self.created,
-            "currency": self.currency,
-            "destination_details": None,
-            "metadata": dict(self.metadata),
-            "payment_intent": self.payment_intent,
-            "reason": self.reason,
-            "receipt_number": None,
-            "source_transfer_reversal": None,
-            "status": "succeeded",
-            "transfer_reversal": None,
-        }
-
-
-@dataclass
-class DeliveryAttempt:
-    at: float
-    url: str
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "url": self.url,
-            "status_code": self.status_code,
-            "error": self.error,
-            "duration_ms": self.duration_ms,
-            "succeeded": self.succeeded,
-        }
-
-
-@dataclass
-class EventRecord:
-    """An event and how its deliveries went.
-
-    The body is serialised once: retries and redeliveries send the same bytes, as Stripe does,
-    and only the signature's timestamp changes.
-    """
-
-    id: str
-    type: str
-    payload: dict[str, Any]
-    body: str
-    attempts: list[DeliveryAttempt] = field(default_factory=list)
-    # pending (being delivered or waiting for a retry), delivered, failed (retries exhausted),
-    # or disabled (no webhook URL configured).
-    delivery_status: str = "pending"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "created": self.payload["created"],
-            "delivery_status": self.delivery_status,
-            "attempts": [attempt.to_json() for attempt in self.attempts],
-            "event": copy.deepcopy(self.payload),
-        }
 
 
 class StripeAccount:
@@ -335,6 +80,9 @@ class StripeAccount:
 
     def reset(self) -> None:
         with self._lock:
+            # Pending retries hold their record: mark it so the dispatcher drops them.
+            for record in self._events.values():
+                record.delivery_status = "cancelled"
             for store in (self._sessions, self._payment_intents, self._charges, self._refunds, self._events):
                 store.clear()
 
@@ -475,8 +223,8 @@ class StripeAccount:
             if session.status != "open":
                 raise StripeError(
                     400,
-                    f"Only Checkout Sessions with a status in [\"open\"] can be expired. This session has "
-                    f"a status of \"{session.status}\".",
+                    f'Only Checkout Sessions with a status in ["open"] can be expired. This session has '
+                    f'a status of "{session.status}".',
                     saved=True,
                 )
             self._expire(session, emitted)
@@ -670,7 +418,9 @@ class StripeAccount:
         limit = p.opt_int(params, "limit")
         limit = 10 if limit is None else limit
         if not 1 <= limit <= 100:
-            raise parameter_invalid("limit", "Invalid limit: must be between 1 and 100", code="parameter_invalid_integer")
+            raise parameter_invalid(
+                "limit", "Invalid limit: must be between 1 and 100", code="parameter_invalid_integer"
+            )
         starting_after = p.opt_str(params, "starting_after")
         ending_before = p.opt_str(params, "ending_before")
         with self._lock:
@@ -680,7 +430,8 @@ class StripeAccount:
             refunds = [
                 r
                 for r in reversed(self._refunds.values())
-                if (not intent_id or r.payment_intent == intent_id) and (not charge_id or r.charge == charge_id)
+                if (not intent_id or r.payment_intent == intent_id)
+                and (not charge_id or r.charge == charge_id)
             ]
             ids = [r.id for r in refunds]
             if starting_after:
