@@ -69,9 +69,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _header(scope, b"x-request-id") or str(uuid.uuid4())
-        if len(request_id) > 200:
+        request_id = _header(scope, b"x-request-id")
+        if not request_id or len(request_id) > 200:
             request_id = str(uuid.uuid4())
+            # Put it on the request too, so a proxied call carries the same id to the next service.
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-request-id"]
+            scope = {**scope, "headers": [*headers, (b"x-request-id", request_id.encode())]}
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
