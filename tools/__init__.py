@@ -1,0 +1,1 @@
+"""Operator and developer tools: the distributed-mode supervisor and the benchmark."""

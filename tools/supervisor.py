@@ -1,0 +1,465 @@
+"""Distributed mode: one process per service, plus the provider sandboxes, against PostgreSQL and RabbitMQ.
+
+    python -m tools.supervisor [--replicas catalog=2,orders=2] [--env KEY=VALUE ...] [--only a,b]
+                               [--log-dir var/log] [--base-port 8000]
+
+It provisions the database (schemas and roles), starts every process, waits until each answers its
+readiness probe, prints their URLs, restarts a process that dies (with back-off) and stops them all
+on Ctrl-C / SIGTERM. The end-to-end tests and the benchmark use the same `Cluster` as a library.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (python module, port offset from the base port, readiness path; None = any HTTP answer on /)
+PROCESSES: dict[str, tuple[str, int, str | None]] = {
+    "auth": ("auth", 1, "/readyz"),
+    "catalog": ("catalog", 2, "/readyz"),
+    "orders": ("orders", 3, "/readyz"),
+    "payments": ("payments", 4, "/readyz"),
+    "stripe-sandbox": ("sandbox.stripe_sandbox", 10, None),
+    "bkash-sandbox": ("sandbox.bkash_sandbox", 11, None),
+    "gateway": ("gateway", 0, "/readyz"),
+}
+SERVICES = ("auth", "catalog", "orders", "payments")
+# Replica k (k >= 2) of a service listens on base + 100 * (k - 1) + its offset: catalog-2 on 8102.
+REPLICA_PORT_STEP = 100
+
+MIN_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+# A process that stayed up this long is healthy again: its next death restarts it at once.
+STABLE_AFTER = 30.0
+
+
+@dataclass
+class Member:
+    """One supervised process (a service replica, the gateway or a sandbox)."""
+
+    name: str
+    module: str
+    port: int
+    ready_path: str | None
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = MIN_BACKOFF
+    next_start_at: float = 0.0
+    # True while the process is down on purpose (stop, restart, a kill the caller restarts itself).
+    held: bool = False
+    peak_rss_mb: float = 0.0
+    log_handle: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def parse_replicas(text: str) -> dict[str, int]:
+    replicas: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition("=")
+        if name not in SERVICES or not count.isdigit() or int(count) < 1:
+            known = ", ".join(SERVICES)
+            raise ValueError(f"bad replica spec {part!r}: use service=N with a service of {known}")
+        replicas[name] = int(count)
+    return replicas
+
+
+def parse_env(pairs: Iterable[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"bad --env {pair!r}: use KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _die_with_parent() -> None:
+    # A supervisor killed with -9 must not leave orphaned services holding the ports.
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, ValueError):
+        return None
+
+
+def read_rss_mb(pid: int, field_name: str = "VmRSS") -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+class Cluster:
+    """The distributed mode as a library: start, probe, kill, restart and stop the processes."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        amqp_url: str | None = None,
+        base_port: int = 8000,
+        host: str = "127.0.0.1",
+        replicas: Mapping[str, int] | None = None,
+        env: Mapping[str, str] | None = None,
+        only: Iterable[str] | None = None,
+        log_dir: Path | None = None,
+        restart_on_death: bool = True,
+        provision: bool = True,
+        python: str | None = None,
+    ) -> None:
+        self.database_url = database_url if database_url is not None else os.environ.get("SHOP_DATABASE_URL")
+        self.amqp_url = amqp_url if amqp_url is not None else os.environ.get("SHOP_AMQP_URL")
+        self.base_port = base_port
+        self.host = host
+        self.extra_env = dict(env or {})
+        self.log_dir = log_dir
+        self.restart_on_death = restart_on_death
+        self.provision = provision
+        self.python = python or sys.executable
+        wanted = set(only) if only else set(PROCESSES)
+        unknown = wanted - set(PROCESSES)
+        if unknown:
+            names = ", ".join(sorted(unknown))
+            raise ValueError(f"unknown process(es) {names}; known: {', '.join(PROCESSES)}")
+        self.members: dict[str, Member] = {}
+        for name, (module, offset, ready) in PROCESSES.items():
+            if name not in wanted:
+                continue
+            count = (replicas or {}).get(name, 1)
+            for k in range(1, count + 1):
+                member_name = name if k == 1 else f"{name}-{k}"
+                port = base_port + REPLICA_PORT_STEP * (k - 1) + offset
+                self.members[member_name] = Member(member_name, module, port, ready)
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+
+    # Addresses
+
+    def port(self, name: str) -> int:
+        return self.members[name].port if name in self.members else self.base_port + PROCESSES[name][1]
+
+    def url(self, name: str) -> str:
+        return f"http://{self.host}:{self.port(name)}"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.members)
+
+    def environment(self) -> dict[str, str]:
+        """What every child gets: this process's environment, the wiring between the processes, then
+        the caller's explicit overrides."""
+        env = dict(os.environ)
+        gateway = self.url("gateway")
+        wiring = {
+            "SHOP_PUBLIC_URL": gateway,
+            "SHOP_AUTH_URL": self.url("auth"),
+            "SHOP_CATALOG_URL": self.url("catalog"),
+            "SHOP_ORDERS_URL": self.url("orders"),
+            "SHOP_PAYMENTS_URL": self.url("payments"),
+            "STRIPE_API_BASE": self.url("stripe-sandbox"),
+            "BKASH_BASE_URL": self.url("bkash-sandbox"),
+            "SHOP_SANDBOX_STRIPE_WEBHOOK_URL": f"{gateway}/api/payments/webhooks/stripe",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if self.database_url:
+            wiring["SHOP_DATABASE_URL"] = self.database_url
+        if self.amqp_url:
+            wiring["SHOP_AMQP_URL"] = self.amqp_url
+        env.update(wiring)
+        env.update(self.extra_env)
+        return env
+
+    # Life cycle
+
+    def start(self) -> Cluster:
+        if self.provision and self.database_url:
+            from shopkit.provision import provision
+
+            provision(self.database_url)
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
+        with self._lock:
+            for member in self.members.values():
+                member.held = False
+                self._spawn(member)
+        self._monitor = threading.Thread(target=self._watch, name="cluster-monitor", daemon=True)
+        self._monitor.start()
+        return self
+
+    def _spawn(self, member: Member) -> None:
+        command = [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
+        if member.log_handle is None and self.log_dir:
+            member.log_handle = open(self.log_dir / f"{member.name}.log", "ab")
+        output = member.log_handle
+        if output is not None:
+            output.write(f"\n=== {time.strftime('%H:%M:%S')} start {' '.join(command)}\n".encode())
+            output.flush()
+        member.process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
+            # Own process group: a Ctrl-C at the terminal reaches the supervisor only, which then
+            # stops the children in order.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        member.started_at = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                now = time.monotonic()
+                for member in self.members.values():
+                    if member.alive:
+                        member.peak_rss_mb = max(member.peak_rss_mb, self._peak_of(member))
+                        if now - member.started_at > STABLE_AFTER:
+                            member.backoff = MIN_BACKOFF
+                        continue
+                    if member.held or not self.restart_on_death or member.process is None:
+                        continue
+                    if member.next_start_at == 0.0:
+                        member.next_start_at = now + member.backoff
+                        code = member.process.returncode
+                        self._note(member, f"exited with {code}; restarting in {member.backoff:.1f}s")
+                        member.backoff = min(member.backoff * 2, MAX_BACKOFF)
+                    elif now >= member.next_start_at:
+                        member.next_start_at = 0.0
+                        member.restarts += 1
+                        self._spawn(member)
+            self._stopping.wait(0.2)
+
+    def _peak_of(self, member: Member) -> float:
+        assert member.process is not None
+        return max(read_rss_mb(member.process.pid, "VmHWM"), read_rss_mb(member.process.pid))
+
+    def _note(self, member: Member, message: str) -> None:
+        line = f"[supervisor] {member.name}: {message}"
+        if member.log_handle is not None:
+            member.log_handle.write(f"=== {line}\n".encode())
+            member.log_handle.flush()
+        print(line, file=sys.stderr, flush=True)
+
+    def is_ready(self, name: str) -> bool:
+        member = self.members[name]
+        if not member.alive:
+            return False
+        status = _http_status(f"{self.url(name)}{member.ready_path or '/'}")
+        return status == 200 if member.ready_path else status is not None
+
+    def wait_ready(self, timeout: float = 60.0, names: Iterable[str] | None = None) -> None:
+        pending = set(names or self.members)
+        deadline = time.monotonic() + timeout
+        while pending:
+            pending = {name for name in pending if not self.is_ready(name)}
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                details = "; ".join(f"{n} ({self._describe(n)})" for n in sorted(pending))
+                raise TimeoutError(f"not ready after {timeout:.0f}s: {details}")
+            time.sleep(0.2)
+
+    def _describe(self, name: str) -> str:
+        member = self.members[name]
+        if member.process is None:
+            return "never started"
+        if not member.alive:
+            return f"exited with {member.process.returncode}, restarts {member.restarts}"
+        return f"running as pid {member.process.pid}, {self.url(name)}{member.ready_path or '/'} not ready"
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, *, hold: bool = False) -> int:
+        """Signal a process; the monitor restarts it unless `hold` (then call `restart`). Its pid."""
+        with self._lock:
+            member = self.members[name]
+            if not member.alive:
+                raise RuntimeError(f"{name} is not running")
+            assert member.process is not None
+            member.held = hold
+            pid = member.process.pid
+            member.process.send_signal(sig)
+        return pid
+
+    def restart(self, name: str, *, timeout: float = 10.0) -> None:
+        """Stop (if running) and start again at once, without back-off."""
+        with self._lock:
+            member = self.members[name]
+            member.held = True
+        self._terminate([member], timeout)
+        with self._lock:
+            member.held = False
+            member.next_start_at = 0.0
+            member.restarts += 1
+            self._spawn(member)
+
+    def wait_exit(self, name: str, timeout: float = 10.0) -> int | None:
+        process = self.members[name].process
+        if process is None:
+            return None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            return process.wait(timeout)
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every process (the gateway first, so no new work arrives), SIGKILL what lingers."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        with self._lock:
+            for member in self.members.values():
+                member.held = True
+        order = sorted(
+            self.members.values(), key=lambda m: (m.module != "gateway", m.module.startswith("sandbox"))
+        )
+        self._terminate(order, timeout)
+        for member in self.members.values():
+            if member.log_handle is not None:
+                member.log_handle.close()
+                member.log_handle = None
+
+    def _terminate(self, members: list[Member], timeout: float) -> None:
+        for member in members:
+            if member.alive:
+                assert member.process is not None
+                with contextlib.suppress(ProcessLookupError):
+                    member.process.terminate()
+        deadline = time.monotonic() + timeout
+        for member in members:
+            if member.process is None:
+                continue
+            try:
+                member.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._note(member, f"did not stop within {timeout:.0f}s; killing")
+                with contextlib.suppress(ProcessLookupError):
+                    member.process.kill()
+                member.process.wait(5)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Observation
+
+    def pids(self) -> dict[str, int | None]:
+        return {name: (m.process.pid if m.alive and m.process else None) for name, m in self.members.items()}
+
+    def rss_mb(self, name: str) -> float:
+        member = self.members[name]
+        return read_rss_mb(member.process.pid) if member.alive and member.process else 0.0
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """The highest resident set size seen per process since start (across restarts)."""
+        with self._lock:
+            for member in self.members.values():
+                if member.alive:
+                    member.peak_rss_mb = max(member.peak_rss_mb, self._peak_of(member))
+            return {name: round(m.peak_rss_mb, 1) for name, m in self.members.items()}
+
+    def restarts(self) -> dict[str, int]:
+        return {name: m.restarts for name, m in self.members.items()}
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        if not self.log_dir:
+            return ""
+        path = self.log_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def table(self) -> str:
+        rows = [("process", "url", "pid")]
+        rows += [(n, self.url(n), str(p or "-")) for n, p in self.pids().items()]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.supervisor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replicas", default="", help="extra replicas, e.g. catalog=2,orders=2")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="set for every process"
+    )
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(PROCESSES)}")
+    parser.add_argument("--log-dir", type=Path, default=None, help="write <dir>/<name>.log per process")
+    parser.add_argument("--base-port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--ready-timeout", type=float, default=90.0)
+    parser.add_argument("--no-restart", action="store_true", help="leave a dead process dead")
+    args = parser.parse_args(argv)
+    try:
+        extra_env = parse_env(args.env)
+        cluster = Cluster(
+            database_url=extra_env.get("SHOP_DATABASE_URL"),
+            amqp_url=extra_env.get("SHOP_AMQP_URL"),
+            base_port=args.base_port,
+            host=args.host,
+            replicas=parse_replicas(args.replicas),
+            env=extra_env,
+            only=[n.strip() for n in args.only.split(",") if n.strip()] or None,
+            log_dir=args.log_dir,
+            restart_on_death=not args.no_restart,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not cluster.database_url or not cluster.amqp_url:
+        print("note: SHOP_DATABASE_URL / SHOP_AMQP_URL not set: services fall back to SQLite and the "
+              "in-process bus, which do not work across processes", file=sys.stderr)
+
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    cluster.start()
+    try:
+        try:
+            cluster.wait_ready(args.ready_timeout)
+        except TimeoutError as exc:
+            print(f"warning: {exc}", file=sys.stderr, flush=True)
+        print(cluster.table(), flush=True)
+        entry = cluster.url("gateway") if "gateway" in cluster.members else "-"
+        print(f"shop is up at {entry}; Ctrl-C stops", flush=True)
+        while not stop_requested.wait(0.5):
+            pass
+    finally:
+        print("stopping...", file=sys.stderr, flush=True)
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
