@@ -1,11 +1,11 @@
 """Fixtures every test folder can use: real PostgreSQL and RabbitMQ (see shopkit.testing)."""
+
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from shopkit import testing
 
 

@@ -1,5 +1,6 @@
 """Calls from one service to another: aiohttp over the network (a plain httpx pool is several times
 slower on hot paths), or straight into the other app's ASGI callable in the all-in-one process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,15 +31,19 @@ class ServiceClient:
         self._session: aiohttp.ClientSession | None = None
         self._asgi_client: httpx.AsyncClient | None = None
 
-    async def request(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None) -> UpstreamResponse:
+    async def request(
+        self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None
+    ) -> UpstreamResponse:
         try:
             if self.asgi_app is not None:
                 return await self._asgi(method, path, json_body, headers)
             return await self._network(method, path, json_body, headers)
-        except (aiohttp.ClientError, httpx.HTTPError, TimeoutError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, httpx.HTTPError, TimeoutError, OSError) as exc:
             raise UpstreamUnavailable(f"{method} {path}: {exc!r}") from exc
 
-    async def _network(self, method: str, path: str, json_body: Any, headers: dict[str, str] | None) -> UpstreamResponse:
+    async def _network(
+        self, method: str, path: str, json_body: Any, headers: dict[str, str] | None
+    ) -> UpstreamResponse:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -51,7 +56,9 @@ class ServiceClient:
     async def _asgi(self, method: str, path: str, json_body: Any, headers: dict[str, str] | None) -> UpstreamResponse:
         if self._asgi_client is None:
             transport = httpx.ASGITransport(app=self.asgi_app)  # type: ignore[arg-type]
-            self._asgi_client = httpx.AsyncClient(transport=transport, base_url="http://in-process", timeout=self.timeout)
+            self._asgi_client = httpx.AsyncClient(
+                transport=transport, base_url="http://in-process", timeout=self.timeout
+            )
         response = await asyncio.wait_for(
             self._asgi_client.request(method, path, json=json_body, headers=headers), self.timeout
         )

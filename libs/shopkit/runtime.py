@@ -1,5 +1,6 @@
 """Wiring shared by every service: database and migrations, bus transport, outbox relay, event
 consumer, periodic jobs, health, errors, request ids and token verification, behind one lifespan."""
+
 from __future__ import annotations
 
 import asyncio
@@ -177,7 +178,9 @@ class _BacklogCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Any:
-        outbox_gauge = GaugeMetricFamily("shop_outbox_messages", "Outbox rows not yet sent", labels=["service", "status"])
+        outbox_gauge = GaugeMetricFamily(
+            "shop_outbox_messages", "Outbox rows not yet sent", labels=["service", "status"]
+        )
         try:
             with self.runtime.db.engine.connect() as connection:
                 for status, count in backlog(connection).items():

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 
 from contracts import Envelope
+
 from shopkit.bus import MessageHandler
 
 log = logging.getLogger("shopkit.bus.inprocess")
@@ -29,6 +30,16 @@ class InProcessTransport:
         self.concurrency = concurrency
         self._queues: dict[str, _Queue] = {}
         self._connections = 0
+        self._released: asyncio.Event | None = None
+
+    def hold(self) -> None:
+        """Hold publishing until release(): the all-in-one process subscribes every service before
+        any relay may deliver, or an event for a not-yet-subscribed service would be dropped."""
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        if self._released is not None:
+            self._released.set()
 
     async def connect(self) -> None:
         self._connections += 1
@@ -46,6 +57,8 @@ class InProcessTransport:
         return self._connections > 0
 
     async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
+        if self._released is not None:
+            await self._released.wait()
         for envelope in envelopes:
             for queue in self._queues.values():
                 if envelope.type in queue.event_types:

@@ -1,0 +1,53 @@
+# Shop: `make run` (the whole shop in one process) and `make test` (every test) are all you need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SRC_DIRS := libs services/auth services/catalog services/orders services/payments services/gateway .
+
+.PHONY: help install run run-distributed test test-unit test-e2e lint bench schemas clean
+
+help:
+	@echo "make run              the whole shop in one process on http://127.0.0.1:8000 (SQLite, in-process bus, sandboxes)"
+	@echo "make test             every test (PostgreSQL and RabbitMQ from SHOP_TEST_DATABASE_URL / SHOP_TEST_AMQP_URL)"
+	@echo "make run-distributed  one process per service against SHOP_DATABASE_URL and SHOP_AMQP_URL"
+	@echo "make bench            the benchmark (distributed mode, local PostgreSQL and RabbitMQ)"
+	@echo "make lint             ruff and mypy"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed") if sys.version_info < (3, 11) else None'
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/shop-src.pth", "w").write("\n".join(sys.argv[1:]) + "\n")' $(abspath $(SRC_DIRS))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m allinone
+
+run-distributed: $(STAMP)
+	$(BIN)/python -m tools.supervisor
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -m unit
+
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -m e2e tests/e2e
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy libs services/*/[a-z]* sandbox allinone tools
+
+bench: $(STAMP)
+	$(BIN)/python -m tools.bench
+
+schemas: $(STAMP)
+	$(BIN)/python -m contracts.export_schemas docs/events
+
+clean:
+	rm -rf var

@@ -1,0 +1,1 @@
+"""The API gateway: one entry point for every client."""

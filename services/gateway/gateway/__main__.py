@@ -1,0 +1,5 @@
+from shopkit.serve import serve
+
+from gateway.app import create_app
+
+serve(create_app, name="gateway", default_port=8000)  # type: ignore[arg-type]

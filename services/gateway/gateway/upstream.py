@@ -1,0 +1,132 @@
+"""Forwarding a request to the service that owns its path: over HTTP with a pooled aiohttp client
+(httpx's plain pool halves the gateway's throughput), or straight into the service's ASGI app when
+everything runs in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import aiohttp
+from shopkit.problems import problem_response
+from starlette.types import ASGIApp, Scope, Send
+
+# Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+
+
+class Upstream(Protocol):
+    name: str
+
+    async def forward(self, scope: Scope, body: bytes, send: Send, headers: list[tuple[bytes, bytes]]) -> None: ...
+
+    async def get_json(self, path: str) -> object: ...
+
+    async def close(self) -> None: ...
+
+
+class HttpUpstream:
+    def __init__(self, name: str, base_url: str, *, timeout: float, connect_timeout: float = 2.0) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=self.timeout,
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            )
+        return self._session
+
+    async def forward(self, scope: Scope, body: bytes, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        path = scope.get("raw_path") or scope["path"].encode()
+        url = self.base_url + path.decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        outgoing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        try:
+            async with self._client().request(
+                scope["method"], url, data=body or None, headers=outgoing, allow_redirects=False
+            ) as response:
+                response_headers = [
+                    (k.lower(), v)
+                    for k, v in response.raw_headers
+                    if k.lower() not in HOP_BY_HOP or k.lower() == b"content-length"
+                ]
+                await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+                async for chunk in response.content.iter_any():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            await problem_response(504, f"the {self.name} service did not answer in time")(scope, _no_body, send)
+        except aiohttp.ClientError:
+            await problem_response(502, f"the {self.name} service is unavailable")(scope, _no_body, send)
+
+    async def get_json(self, path: str) -> object:
+        async with self._client().get(self.base_url + path) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class AsgiUpstream:
+    """The all-in-one mode: the service app runs in this process, so the request goes straight in."""
+
+    def __init__(self, name: str, app: ASGIApp) -> None:
+        self.name = name
+        self.app = app
+
+    async def forward(self, scope: Scope, body: bytes, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        sent = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # like a client that keeps the connection open
+            return {"type": "http.disconnect"}
+
+        inner = dict(scope)
+        inner["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
+        inner.pop("app", None)
+        inner.pop("router", None)
+        inner.pop("route", None)
+        await self.app(inner, receive, send)
+
+    async def get_json(self, path: str) -> object:
+        import httpx
+
+        transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as client:
+            response = await client.get(path)
+            response.raise_for_status()
+            return response.json()
+
+    async def close(self) -> None:
+        return None
+
+
+async def _no_body() -> dict[str, object]:
+    return {"type": "http.request", "body": b"", "more_body": False}
