@@ -1,8 +1,15 @@
 """Settings of the orders service (environment, prefix SHOP_)."""
 from __future__ import annotations
 
+from pydantic import Field
 from shopkit.settings import KitSettings
 
 
 class OrdersSettings(KitSettings):
-    pass
+    # Seconds an order waits for its payment before the timeout job cancels it.
+    order_payment_timeout: float = Field(default=900.0, gt=0)
+    # How often the timeout job and the saga sweeper look for work.
+    order_sweep_interval: float = Field(default=5.0, gt=0)
+    # An order in `paid` or `refund_pending` this long (seconds) is re-driven by the sweeper.
+    order_stuck_after: float = Field(default=60.0, gt=0)
+    order_sweep_batch: int = Field(default=100, ge=1)

@@ -1,0 +1,201 @@
+"""Fixtures of the orders tests: tokens signed with the kit's dev keys, a fake catalog, the app."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jwt
+import pytest
+from contracts import Envelope, EventData, new_envelope
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from orders.app import create_app
+from orders.settings import OrdersSettings
+from shopkit.auth import load_keys
+from shopkit.bus.rabbitmq import RabbitMQTransport
+from shopkit.settings import KitSettings
+from sqlalchemy import Engine, create_engine, text
+
+T = TypeVar("T")
+
+
+def make_token(settings: KitSettings, user_id: uuid.UUID, role: str = "customer", *, ttl: int = 900) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "role": role,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "jti": uuid.uuid4().hex,
+    }
+    private_pem = load_keys(settings).private_pem
+    assert private_pem is not None
+    return jwt.encode(claims, private_pem, algorithm="EdDSA")
+
+
+def auth_headers(settings: KitSettings, user_id: uuid.UUID, role: str = "customer") -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(settings, user_id, role)}"}
+
+
+@dataclass
+class FakeProduct:
+    id: uuid.UUID
+    sku: str
+    name: str
+    price: Decimal
+    currency: str = "BDT"
+    stock: int = 10
+    is_active: bool = True
+
+
+@dataclass
+class FakeCatalog:
+    """Answers the catalog's internal lookup from a dict; counts the calls so tests see round trips."""
+
+    products: dict[uuid.UUID, FakeProduct] = field(default_factory=dict)
+    calls: list[list[str]] = field(default_factory=list)
+    delay: float = 0.0
+
+    def add(self, price: str, *, stock: int = 10, currency: str = "BDT", active: bool = True) -> uuid.UUID:
+        product_id = uuid.uuid4()
+        n = len(self.products) + 1
+        self.products[product_id] = FakeProduct(
+            product_id, f"SKU-{n}", f"Product {n}", Decimal(price), currency, stock, active
+        )
+        return product_id
+
+    @property
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/internal/products/lookup")
+        async def lookup(body: dict[str, Any]) -> dict[str, Any]:
+            self.calls.append(body["ids"])
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            found = [self.products[uuid.UUID(i)] for i in body["ids"] if uuid.UUID(i) in self.products]
+            return {
+                "items": [
+                    {
+                        "id": str(p.id),
+                        "sku": p.sku,
+                        "name": p.name,
+                        "price": f"{p.price:.2f}",
+                        "currency": p.currency,
+                        "stock": p.stock,
+                        "is_active": p.is_active,
+                    }
+                    for p in found
+                ]
+            }
+
+        return app
+
+
+@pytest.fixture
+def catalog() -> FakeCatalog:
+    return FakeCatalog()
+
+
+@pytest.fixture
+def settings(pg_url: str, amqp_url: str, bus_namespace: str, tmp_path: Path) -> OrdersSettings:
+    return OrdersSettings(
+        database_url=pg_url,
+        amqp_url=amqp_url,
+        bus_namespace=bus_namespace,
+        var_dir=tmp_path,
+        log_json=False,
+        # The jobs are driven by hand in the tests that need them.
+        order_sweep_interval=3600,
+    )
+
+
+@pytest.fixture
+def client(settings: OrdersSettings, catalog: FakeCatalog) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, catalog_app=catalog.app)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin_db(pg_url: str) -> Iterator[Engine]:
+    """The test database as its owner, to look at what the service wrote (schema `orders`)."""
+    engine = create_engine(pg_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    yield engine
+    engine.dispose()
+
+
+def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(text(sql), params).all())
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Poll until `check` returns something truthy (the saga is asynchronous)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        time.sleep(interval)
+
+
+def envelope(data: EventData, *, producer: str = "test") -> Envelope:
+    return new_envelope(data, producer=producer, correlation_id=getattr(data, "order_id", None))
+
+
+def publish(settings: KitSettings, *envelopes: Envelope) -> None:
+    """Put events on the test's exchange, as another service's relay would."""
+
+    async def _publish() -> None:
+        transport = RabbitMQTransport(settings.amqp_url or "", exchange=f"{settings.bus_namespace}shop.events")
+        await transport.connect()
+        try:
+            failures = await transport.publish(list(envelopes))
+            assert not failures, failures
+        finally:
+            await transport.close()
+
+    asyncio.run(_publish())
+
+
+# Test modules cannot import this file under --import-mode=importlib: the helpers travel as fixtures.
+
+
+@pytest.fixture
+def headers(settings: OrdersSettings) -> Callable[..., dict[str, str]]:
+    def _headers(user_id: uuid.UUID, role: str = "customer") -> dict[str, str]:
+        return auth_headers(settings, user_id, role)
+
+    return _headers
+
+
+@pytest.fixture
+def db_rows(admin_db: Engine) -> Callable[..., list[Any]]:
+    def _rows(sql: str, **params: Any) -> list[Any]:
+        return rows(admin_db, sql, **params)
+
+    return _rows
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    return eventually
+
+
+@pytest.fixture
+def send(settings: OrdersSettings) -> Callable[..., None]:
+    def _send(*events: EventData | Envelope) -> None:
+        publish(settings, *(e if isinstance(e, Envelope) else envelope(e) for e in events))
+
+    return _send
