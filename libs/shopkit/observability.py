@@ -12,8 +12,18 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("shopkit.observability")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -95,12 +105,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge()
             return message
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = 1
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"x-request-id" for k, _ in headers):
                     headers.append((b"x-request-id", request_id.encode()))
@@ -111,6 +122,13 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
             await _problem(413, "the request body is too large")(scope, receive, send_with_id)
+        except Exception:
+            # Starlette's catch-all handler sits outside this middleware and would answer without the
+            # request id; answer here so even a 500 carries it (and the log line names the request).
+            if status_holder.get("started"):
+                raise
+            log.exception("unhandled error", extra={"path": scope.get("path")})
+            await _problem(500, "an unexpected error occurred; it has been logged")(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
@@ -119,8 +137,12 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(StarletteHTTPException):
+    """An HTTPException, so FastAPI's body parsing lets it through (it turns any other error raised while
+    reading the body into a 400) and the problem handlers answer 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "the request body is too large")
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
