@@ -1,0 +1,154 @@
+"""A tiny app built with ServiceRuntime.create_app (SQLite, in-process bus): problem+json for every
+error, request ids on every response, body limits, health, readiness and metrics."""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, ConfigDict
+from shopkit.bus.inprocess import InProcessTransport
+from shopkit.outbox import DEAD, outbox
+from shopkit.problems import Conflict
+from shopkit.runtime import ServiceRuntime, get_uow
+from shopkit.settings import KitSettings
+
+from .conftest import KIT_MIGRATIONS
+
+pytestmark = pytest.mark.integration
+
+PROBLEM = "application/problem+json"
+
+
+class NewItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    quantity: int
+
+
+def build_app(tmp_path: Path) -> tuple[FastAPI, ServiceRuntime]:
+    settings = KitSettings(var_dir=tmp_path, database_url=None, amqp_url=None, max_body_bytes=1000, log_json=True)
+    runtime = ServiceRuntime(
+        "kitdemo", settings, migrations=KIT_MIGRATIONS, transport=InProcessTransport(retry_delays=[0.1])
+    )
+    app = runtime.create_app(title="kit demo")
+
+    @app.post("/items", status_code=201)
+    def create_item(item: NewItem, uow: object = Depends(get_uow)) -> dict[str, object]:
+        if item.name == "taken":
+            raise Conflict("that name is taken")
+        return {"name": item.name, "quantity": item.quantity}
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    return app, runtime
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    app, _ = build_app(tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def assert_problem(response: object, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    assert response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
+    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == status
+    assert body["title"] and body["detail"]
+    assert response.headers.get("x-request-id")  # type: ignore[attr-defined]
+    return body
+
+
+def test_valid_request_and_domain_problem(client: TestClient) -> None:
+    assert client.post("/items", json={"name": "pen", "quantity": 2}).status_code == 201
+    assert_problem(client.post("/items", json={"name": "taken", "quantity": 1}), 409)
+
+
+def test_malformed_json_is_a_422_problem(client: TestClient) -> None:
+    body = assert_problem(
+        client.post("/items", content=b'{"name": "pen", ', headers={"content-type": "application/json"}), 422
+    )
+    assert body["detail"] == "the request body is not valid JSON"
+
+
+def test_invalid_and_unknown_fields_are_a_422_problem_with_errors(client: TestClient) -> None:
+    body = assert_problem(client.post("/items", json={"name": "pen", "quantity": "many", "colour": "red"}), 422)
+    locations = {tuple(error["loc"]) for error in body["errors"]}  # type: ignore[attr-defined]
+    assert ("body", "quantity") in locations and ("body", "colour") in locations
+
+
+def test_unknown_route_is_a_404_problem(client: TestClient) -> None:
+    assert_problem(client.get("/nowhere"), 404)
+    assert_problem(client.delete("/items"), 405)
+
+
+def test_exception_in_a_route_is_a_500_problem_without_traceback(client: TestClient) -> None:
+    response = client.get("/boom", headers={"X-Request-ID": "req-boom-1"})
+    body = assert_problem(response, 500)
+    text = response.text
+    assert "secret internal detail" not in text and "Traceback" not in text and "RuntimeError" not in text
+    assert response.headers["x-request-id"] == "req-boom-1"
+    assert set(body) == {"type", "title", "status", "detail"}
+
+
+def test_body_over_the_limit_is_413_with_content_length(client: TestClient) -> None:
+    payload = json.dumps({"name": "x" * 2000, "quantity": 1}).encode()
+    assert_problem(client.post("/items", content=payload, headers={"content-type": "application/json"}), 413)
+
+
+def test_body_over_the_limit_is_413_when_chunked(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'", "quantity": 1}'
+
+    response = client.post("/items", content=chunks(), headers={"content-type": "application/json"})
+    assert_problem(response, 413)
+
+
+def test_every_response_has_a_request_id_and_an_incoming_one_is_echoed(client: TestClient) -> None:
+    generated = client.get("/healthz").headers["x-request-id"]
+    assert uuid.UUID(generated)
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert client.get("/nowhere", headers={"X-Request-ID": "abc-404"}).headers["x-request-id"] == "abc-404"
+    overlong = client.get("/healthz", headers={"X-Request-ID": "z" * 500}).headers["x-request-id"]
+    assert overlong != "z" * 500
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+
+
+def test_metrics_export_outbox_backlog_and_dead_letters(tmp_path: Path) -> None:
+    app, runtime = build_app(tmp_path)
+    with TestClient(app) as test_client:
+        with runtime.db.engine.begin() as connection:
+            for _ in range(2):
+                connection.execute(
+                    outbox.insert().values(
+                        id=uuid.uuid4(),
+                        event_type="OrderCancelled",
+                        envelope={},
+                        status=DEAD,
+                        attempts=10,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        text = test_client.get("/metrics").text
+    assert 'shop_outbox_messages{service="kitdemo",status="dead"} 2.0' in text
+    assert 'shop_outbox_messages{service="kitdemo",status="pending"} 0.0' in text
+    assert 'shop_dead_letters{service="kitdemo"} 0.0' in text
+    assert "shop_http_requests_total" in text
