@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-
 from shopkit.bus import Transport
 from shopkit.runtime import ServiceRuntime
 
+from catalog import api
+from catalog.handlers import HANDLERS
 from catalog.settings import CatalogSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -15,6 +16,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: CatalogSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
-    runtime = ServiceRuntime("catalog", settings, migrations=MIGRATIONS, transport=transport)
+    runtime = ServiceRuntime("catalog", settings, migrations=MIGRATIONS, handlers=HANDLERS, transport=transport)
     app = runtime.create_app(title="Shop catalog")
+    app.include_router(api.router)
+    app.include_router(api.internal)
     return app

@@ -1,0 +1,124 @@
+"""Catalog test helpers: settings, tokens signed with the kit's dev key pair, an app and its database."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import jwt
+import pytest
+from catalog.app import MIGRATIONS
+from catalog.handlers import HANDLERS
+from catalog.models import Product, StockMovement
+from catalog.settings import CatalogSettings
+from contracts import Envelope, OrderLine, PaymentSucceeded, new_envelope
+from shopkit.auth import load_keys
+from shopkit.consumer import EventDispatcher
+from shopkit.db import Database
+from shopkit.migrate import upgrade
+from shopkit.settings import KitSettings
+
+TokenFactory = Callable[..., str]
+
+
+def mint_token(settings: KitSettings, *, role: str, user_id: uuid.UUID | None = None,
+               expires_in: timedelta = timedelta(minutes=15)) -> str:
+    keys = load_keys(settings)
+    assert keys.private_pem is not None
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id or uuid.uuid4()),
+        "role": role,
+        "iat": int(now.timestamp()),
+        "exp": int((now + expires_in).timestamp()),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, keys.private_pem, algorithm="EdDSA")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> CatalogSettings:
+    return CatalogSettings(var_dir=tmp_path, log_json=False)
+
+
+@pytest.fixture
+def pg_settings(pg_url: str, tmp_path: Path) -> CatalogSettings:
+    return CatalogSettings(database_url=pg_url, var_dir=tmp_path, log_json=False, db_pool_size=16)
+
+
+def migrated_database(settings: KitSettings, *, pool_size: int = 16) -> Database:
+    """The catalog's database at head, as its own role, without starting the app (no relay, no bus)."""
+    db = Database(settings.service_database_url("catalog"), service="catalog", pool_size=pool_size)
+    upgrade(db, MIGRATIONS)
+    return db
+
+
+@pytest.fixture
+def pg_db(pg_settings: CatalogSettings) -> Iterator[Database]:
+    db = migrated_database(pg_settings)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def pg_dispatcher(pg_db: Database) -> EventDispatcher:
+    return EventDispatcher(pg_db, HANDLERS)
+
+
+@pytest.fixture
+def auth_headers() -> Callable[[KitSettings, str], dict[str, str]]:
+    """`auth_headers(settings, "admin")`: an Authorization header with a fresh token of that role."""
+
+    def headers(settings: KitSettings, role: str) -> dict[str, str]:
+        return bearer(mint_token(settings, role=role))
+
+    return headers
+
+
+@pytest.fixture
+def seed_product() -> Callable[..., uuid.UUID]:
+    """`seed_product(db, stock=5)`: a product written straight to the database, with its initial
+    ledger row, as the create route would leave it."""
+
+    def seed(db: Database, *, stock: int, price: str = "100.00", is_active: bool = True,
+             product_id: uuid.UUID | None = None) -> uuid.UUID:
+        now = datetime.now(UTC)
+        product = Product(id=product_id or uuid.uuid4(), sku=f"SKU-{uuid.uuid4().hex[:10]}", name="Seeded",
+                          description="", price=Decimal(price), currency="BDT", stock=stock,
+                          is_active=is_active, created_at=now, updated_at=now)
+        with db.unit_of_work() as uow:
+            uow.session.add(product)
+            if stock:
+                uow.session.add(StockMovement(id=uuid.uuid4(), product_id=product.id, delta=stock,
+                                              cause="initial", stock_after=stock, created_at=now))
+            uow.commit()
+        return product.id
+
+    return seed
+
+
+@pytest.fixture
+def payment_succeeded() -> Callable[..., Envelope]:
+    """`payment_succeeded({product_id: quantity}, order_id=...)`: the envelope payments would publish."""
+
+    def envelope(quantities: dict[uuid.UUID, int], *, order_id: uuid.UUID | None = None,
+                 payment_id: uuid.UUID | None = None, producer: str = "payments") -> Envelope:
+        lines = [
+            OrderLine(product_id=pid, sku="SKU", name="Seeded", unit_price=Decimal("100.00"), quantity=qty)
+            for pid, qty in quantities.items()
+        ]
+        total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
+        order_id = order_id or uuid.uuid4()
+        data = PaymentSucceeded(payment_id=payment_id or uuid.uuid4(), order_id=order_id, provider="stripe",
+                                amount=total, currency="BDT", items=lines)
+        return new_envelope(data, producer=producer, correlation_id=order_id)
+
+    return envelope
