@@ -91,6 +91,26 @@ def parse_env(pairs: Iterable[str]) -> dict[str, str]:
     return env
 
 
+def free_base_port(replicas: Mapping[str, int] | None = None, start: int = 20000, stop: int = 60000) -> int:
+    """A base port whose whole port plan (every process and replica) is free on this machine now."""
+    import random
+    import socket
+
+    offsets = [o for _, o, _ in PROCESSES.values()]
+    most = max([1, *(replicas or {}).values()])
+    plan = [REPLICA_PORT_STEP * k + o for k in range(most) for o in offsets]
+    for _ in range(200):
+        base = random.randrange(start, stop - max(plan), 10)
+        try:
+            for offset in plan:
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free port range found")
+
+
 def _die_with_parent() -> None:
     # A supervisor killed with -9 must not leave orphaned services holding the ports.
     with contextlib.suppress(Exception):

@@ -1,0 +1,181 @@
+"""While customers keep checking out, the catalog, orders and payments processes are killed with -9 in
+turn and RabbitMQ is restarted once. Afterwards every order ends in a terminal state, nobody is charged
+twice, no stock is decremented twice, and units sold + units left = units received."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter, defaultdict
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tools.shopclient import (
+    TERMINAL_ORDER_STATUSES,
+    Customer,
+    Http,
+    ShopError,
+    pay_on_stripe_page,
+    register,
+    stripe_refunds,
+)
+
+from .conftest import Shop
+from .helpers import admin_of
+
+pytestmark = pytest.mark.e2e
+
+SHOPPERS = 6
+STOCK = 1000
+SETTLE_TIMEOUT = 150.0
+
+
+def broker_is_local(amqp_url: str) -> bool:
+    return urlsplit(amqp_url).hostname in ("127.0.0.1", "localhost") and shutil.which("rabbitmqctl") is not None
+
+
+def restart_broker_app() -> None:
+    """stop_app/start_app keeps the node and its durable queues, unlike a full restart."""
+    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
+    try:
+        time.sleep(2)
+    finally:
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
+
+
+def ensure_broker_running() -> None:
+    subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, timeout=120)
+
+
+class Stream:
+    """Customers checking out in a loop (two products per order, paid with Stripe)."""
+
+    def __init__(self, http: Http, customers: list[Customer], products: list[str]) -> None:
+        self.http = http
+        self.customers = customers
+        self.products = products
+        self.stop = asyncio.Event()
+        self.orders: dict[str, Customer] = {}
+        self.paid: set[str] = set()
+        self.errors: Counter[str] = Counter()
+
+    async def shopper(self, customer: Customer) -> None:
+        while not self.stop.is_set():
+            try:
+                order = await customer.place_order([(self.products[0], 1), (self.products[1], 2)])
+            except (TimeoutError, ShopError, OSError) as exc:
+                self.errors[f"place: {type(exc).__name__}"] += 1
+                continue
+            self.orders[order["id"]] = customer
+            try:
+                payment = await customer.start_payment(order["id"], "stripe")
+                page = await pay_on_stripe_page(self.http, payment["redirect_url"])
+                if page.status == 200:
+                    self.paid.add(order["id"])
+                    continue
+                self.errors[f"pay page {page.status}"] += 1
+            except (TimeoutError, ShopError, OSError) as exc:
+                self.errors[f"pay: {type(exc).__name__}"] += 1
+
+    async def run(self) -> list[Any]:
+        return await asyncio.gather(*(self.shopper(c) for c in self.customers))
+
+
+async def abandon_unpaid(stream: Stream) -> None:
+    """What a customer does with an order they could not pay: cancel it (and any order a lost
+    response hid from them, found in their own order list)."""
+    for customer in stream.customers:
+        listed = await customer.call("GET", "/api/orders?page_size=100")
+        for order in listed.body["items"]:
+            stream.orders.setdefault(order["id"], customer)
+    for order_id, customer in stream.orders.items():
+        if order_id in stream.paid:
+            continue
+        answer = await customer.cancel_order(order_id)
+        assert answer.status in (200, 409), answer.body
+
+
+async def test_kill_services_and_restart_broker_during_checkouts(shop: Shop) -> None:
+    restart_broker = broker_is_local(shop.amqp_url) and os.environ.get("SHOP_E2E_BROKER_RESTART", "1") != "0"
+    async with Http(retry_for=45) as http:
+        admin = await admin_of(http, shop)
+        products = [(await admin.create_product(price="10.00", stock=STOCK))["id"] for _ in range(2)]
+        customers = list(await asyncio.gather(*(register(http, shop.gateway) for _ in range(SHOPPERS))))
+        stream = Stream(http, customers, products)
+        running = asyncio.create_task(stream.run())
+        broker_stopped = False
+        try:
+            await asyncio.sleep(3)
+            for name in ("catalog", "orders", "payments"):
+                shop.cluster.kill(name, signal.SIGKILL)
+                await asyncio.sleep(1)
+                await asyncio.to_thread(shop.cluster.wait_ready, 60, [name])
+                await asyncio.sleep(2)
+            if restart_broker:
+                broker_stopped = True
+                await asyncio.to_thread(restart_broker_app)
+                broker_stopped = False
+                await asyncio.to_thread(shop.cluster.wait_ready, 60)
+            await asyncio.sleep(3)
+        finally:
+            if broker_stopped:
+                ensure_broker_running()
+            stream.stop.set()
+            await running
+
+        assert sum(shop.cluster.restarts()[n] for n in ("catalog", "orders", "payments")) >= 3
+        assert len(stream.paid) >= 10, f"too few checkouts got through: {len(stream.paid)}; {stream.errors}"
+        await abandon_unpaid(stream)
+
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        finals: dict[str, dict[str, Any]] = {}
+        for order_id, customer in stream.orders.items():
+            remaining = max(1.0, deadline - time.monotonic())
+            finals[order_id] = await customer.wait_order(order_id, TERMINAL_ORDER_STATUSES, within=remaining)
+
+        sold: Counter[str] = Counter()
+        for order_id, order in finals.items():
+            customer = stream.orders[order_id]
+            payments = await customer.payments_of(order_id)
+            succeeded = [p for p in payments if p["status"] == "succeeded"]
+            assert len(succeeded) <= 1, f"order {order_id} charged {len(succeeded)} times"
+            if order["status"] == "confirmed":
+                assert len(succeeded) == 1, f"confirmed order {order_id} has no standing payment: {payments}"
+                assert Decimal(succeeded[0]["amount"]) == Decimal(order["total_amount"])
+                for item in order["items"]:
+                    sold[item["product_id"]] += int(item["quantity"])
+            else:
+                assert succeeded == [], f"{order['status']} order {order_id} keeps a payment: {payments}"
+            for payment in payments:
+                if payment["provider_transaction_id"]:
+                    refunds = await stripe_refunds(http, shop.stripe, payment["provider_transaction_id"])
+                    expected = 1 if payment["status"] == "refunded" else 0
+                    assert len(refunds) == expected, f"payment {payment['id']} refunded {len(refunds)} times"
+        assert sum(1 for o in finals.values() if o["status"] == "confirmed") >= 10
+
+        confirmed = {order_id for order_id, o in finals.items() if o["status"] == "confirmed"}
+        for product_id in products:
+            movements = await admin.stock_movements(product_id)
+            net_per_order: dict[str, int] = defaultdict(int)
+            commits_per_order: Counter[str] = Counter()
+            for movement in movements:
+                if movement["cause"] in ("order_commit", "release"):
+                    net_per_order[movement["order_id"]] += int(movement["delta"])
+                if movement["cause"] == "order_commit":
+                    commits_per_order[movement["order_id"]] += 1
+            assert max(commits_per_order.values(), default=0) <= 1, "an order's stock was committed twice"
+            for order_id, net in net_per_order.items():
+                if order_id in confirmed:
+                    assert net < 0
+                else:
+                    assert net == 0, f"order {order_id} ({finals.get(order_id, {}).get('status')}) moved {net}"
+            received = sum(int(m["delta"]) for m in movements if m["cause"] in ("initial", "adjustment"))
+            left = (await admin.product(product_id))["stock"]
+            assert sold[product_id] + left == received
+            assert -sum(net_per_order.values()) == sold[product_id]
