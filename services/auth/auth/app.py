@@ -1,20 +1,67 @@
 """Wiring of the auth service: routes, event handlers, jobs, lifespan."""
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-
 from shopkit.bus import Transport
 from shopkit.runtime import ServiceRuntime
 
+from auth import api, service
+from auth.passwords import Passwords
+from auth.service import Security
 from auth.settings import AuthSettings
+from auth.tokens import TokenIssuer
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = logging.getLogger("auth.app")
 
 
 def create_app(settings: AuthSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
     settings = settings or AuthSettings()
     runtime = ServiceRuntime("auth", settings, migrations=MIGRATIONS, transport=transport)
+    security = Security(
+        passwords=Passwords(),
+        tokens=TokenIssuer(
+            runtime.verifier.keys,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl=timedelta(seconds=settings.access_token_ttl),
+        ),
+        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl),
+        max_login_failures=settings.login_max_failures,
+        login_window=timedelta(seconds=settings.login_failure_window),
+    )
     app = runtime.create_app(title="Shop auth")
+    app.state.security = security
+    # The runtime's lifespan migrates the schema; the admin can only be ensured after that.
+    app.router.lifespan_context = _lifespan_ensuring_admin(runtime, security.passwords, settings)
+    app.include_router(api.router)
     return app
+
+
+def _lifespan_ensuring_admin(
+    runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            if settings.admin_password:
+                await asyncio.to_thread(_ensure_admin, runtime, passwords, settings)
+            yield
+
+    return lifespan
+
+
+def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings) -> None:
+    with runtime.db.unit_of_work() as uow:
+        outcome = service.ensure_admin(
+            uow, passwords, email=settings.admin_email, password=settings.admin_password
+        )
+    log.info("admin ensured", extra={"email": settings.admin_email, "outcome": outcome})

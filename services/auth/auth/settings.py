@@ -3,6 +3,25 @@ from __future__ import annotations
 
 from shopkit.settings import KitSettings
 
+# The development admin's password (also what contract_smoke.py assumes); production refuses it.
+DEFAULT_ADMIN_EMAIL = "admin@example.com"
+DEFAULT_ADMIN_PASSWORD = "Admin-Pass-123"
+
 
 class AuthSettings(KitSettings):
-    pass
+    # The admin ensured at start-up; an empty password turns that off.
+    admin_email: str = DEFAULT_ADMIN_EMAIL
+    admin_password: str = DEFAULT_ADMIN_PASSWORD
+
+    access_token_ttl: int = 15 * 60  # seconds
+    refresh_token_ttl: int = 14 * 24 * 3600  # seconds
+    login_max_failures: int = 5
+    login_failure_window: int = 15 * 60  # seconds
+
+    def production_problems(self) -> list[str]:
+        problems = super().production_problems()
+        if not self.jwt_private_key:
+            problems.append("SHOP_JWT_PRIVATE_KEY is not set (auth signs the access tokens)")
+        if self.admin_password == DEFAULT_ADMIN_PASSWORD:
+            problems.append("SHOP_ADMIN_PASSWORD is the development default")
+        return problems
