@@ -131,13 +131,9 @@ def create_app(settings: BkashSandboxSettings | None = None) -> FastAPI:
 
     def advance(request: Request, result: StepResult) -> Response:
         if result.callback_status is not None:
-            return RedirectResponse(
-                account.callback_url(result.payment, result.callback_status), status_code=303
-            )
+            return RedirectResponse(account.callback_url(result.payment, result.callback_status), status_code=303)
         if result.next_step is not None:
-            return RedirectResponse(
-                step_url(request, result.payment.payment_id, result.next_step), status_code=303
-            )
+            return RedirectResponse(step_url(request, result.payment.payment_id, result.next_step), status_code=303)
         base = checkout_url(request, result.payment.payment_id)
         return HTMLResponse(pages.wallet_page(result.payment, base, result.error), status_code=400)
 

@@ -24,9 +24,7 @@ def _cancel(base: str) -> str:
 def wallet_page(payment: Payment, base: str, error: str | None = None) -> str:
     return page(
         "bKash sandbox payment",
-        _header(payment)
-        + _error(error)
-        + f"<form method='post' action='{esc(base)}/wallet' data-step='wallet'>"
+        _header(payment) + _error(error) + f"<form method='post' action='{esc(base)}/wallet' data-step='wallet'>"
         "<label>Your bKash account number "
         "<input name='wallet' inputmode='numeric' placeholder='01770618575' required></label><br>"
         "<button type='submit'>Confirm</button></form>"

@@ -175,9 +175,7 @@ class MerchantAccount:
             app_key=app_key,
             expires_at=now + self._settings.token_lifetime,
             refresh_expires_at=(
-                refresh_token.refresh_expires_at
-                if refresh_token
-                else now + self._settings.refresh_token_lifetime
+                refresh_token.refresh_expires_at if refresh_token else now + self._settings.refresh_token_lifetime
             ),
         )
         self._tokens[token.id_token] = token
@@ -263,10 +261,7 @@ class MerchantAccount:
                 raise BkashError("2069")
             if payment.status is TransactionStatus.FAILED and payment.failure_code == "2023":
                 raise BkashError("2023")
-            if (
-                payment.status is not TransactionStatus.INITIATED
-                or payment.step is not CustomerStep.AUTHORIZED
-            ):
+            if payment.status is not TransactionStatus.INITIATED or payment.step is not CustomerStep.AUTHORIZED:
                 raise BkashError("2056")
             if payment.wallet in INSUFFICIENT_BALANCE_WALLETS:
                 payment.status = TransactionStatus.FAILED

@@ -178,9 +178,7 @@ def create_app(settings: StripeSandboxSettings | None = None) -> FastAPI:
         authenticate(request)
         return JSONResponse(account.get_event(event_id))
 
-    @app.api_route(
-        "/v1/{rest:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"], include_in_schema=False
-    )
+    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "DELETE", "PUT", "PATCH"], include_in_schema=False)
     async def unrecognized(rest: str, request: Request) -> Response:
         authenticate(request)
         raise StripeError(404, f"Unrecognized request URL ({request.method}: /v1/{rest}).")
@@ -204,17 +202,13 @@ def create_app(settings: StripeSandboxSettings | None = None) -> FastAPI:
         fields = form_fields(await request.body())
         outcome = fields.get("outcome", "success")
         if outcome not in ("success", "decline"):
-            return HTMLResponse(
-                pages.unavailable_page("outcome must be success or decline."), status_code=400
-            )
+            return HTMLResponse(pages.unavailable_page("outcome must be success or decline."), status_code=400)
         try:
             if outcome == "decline":
                 # A declined card changes nothing: the session stays open and no event is sent.
                 session = account.peek_session(session_id)
                 if session.status != "open":
-                    raise StripeError(
-                        409, f"This Checkout Session is no longer open (status {session.status})."
-                    )
+                    raise StripeError(409, f"This Checkout Session is no longer open (status {session.status}).")
                 return HTMLResponse(pages.declined_page(session), status_code=402)
             session = account.pay_session(session_id, fields.get("email") or None)
         except StripeError as exc:

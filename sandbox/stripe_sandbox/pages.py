@@ -20,9 +20,7 @@ def _summary(session: CheckoutSession) -> str:
         f"<li>{esc(item.name)} x {item.quantity}: {esc(money(item.amount_total, item.currency))}</li>"
         for item in session.line_items
     )
-    return (
-        f"<ul>{rows}</ul><p><strong>Total: {esc(money(session.amount_total, session.currency))}</strong></p>"
-    )
+    return f"<ul>{rows}</ul><p><strong>Total: {esc(money(session.amount_total, session.currency))}</strong></p>"
 
 
 def checkout_page(session: CheckoutSession) -> str:
@@ -44,8 +42,7 @@ def paid_page(session: CheckoutSession) -> str:
     target = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
     return page(
         "Payment complete",
-        _summary(session)
-        + f"<p id='status' data-status='complete'>Paid. Payment {esc(session.payment_intent)}.</p>"
+        _summary(session) + f"<p id='status' data-status='complete'>Paid. Payment {esc(session.payment_intent)}.</p>"
         f"<p><a id='return' href='{esc(target)}'>Return to the shop</a></p>",
     )
 
@@ -61,9 +58,7 @@ def declined_page(session: CheckoutSession) -> str:
 
 def cancelled_page(session: CheckoutSession) -> str:
     link = (
-        f"<p><a id='return' href='{esc(session.cancel_url)}'>Return to the shop</a></p>"
-        if session.cancel_url
-        else ""
+        f"<p><a id='return' href='{esc(session.cancel_url)}'>Return to the shop</a></p>" if session.cancel_url else ""
     )
     return page(
         "Checkout cancelled",
@@ -72,6 +67,4 @@ def cancelled_page(session: CheckoutSession) -> str:
 
 
 def unavailable_page(message: str) -> str:
-    return page(
-        "Checkout unavailable", f"<p class='error' id='status' data-status='unavailable'>{esc(message)}</p>"
-    )
+    return page("Checkout unavailable", f"<p class='error' id='status' data-status='unavailable'>{esc(message)}</p>")

@@ -32,9 +32,7 @@ def opt_str(params: Mapping[str, Any], name: str, *, max_length: int = 5000) -> 
     if not isinstance(value, str):
         raise parameter_invalid(name, f"Invalid string: {name} must be a string.")
     if len(value) > max_length:
-        raise parameter_invalid(
-            name, f"Invalid string: {value[:20]}...; must be at most {max_length} characters"
-        )
+        raise parameter_invalid(name, f"Invalid string: {value[:20]}...; must be at most {max_length} characters")
     return value
 
 
@@ -89,9 +87,7 @@ def opt_dict(params: Mapping[str, Any], name: str) -> dict[str, Any] | None:
     if isinstance(value, list):
         return {str(i): v for i, v in enumerate(value)}
     if not isinstance(value, dict):
-        raise parameter_invalid(
-            name, f"Invalid object: {name} must be a hash.", code="parameter_invalid_empty"
-        )
+        raise parameter_invalid(name, f"Invalid object: {name} must be a hash.", code="parameter_invalid_empty")
     return value
 
 

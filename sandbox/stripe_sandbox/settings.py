@@ -13,9 +13,7 @@ class StripeSandboxSettings(BaseSettings):
 
     webhook_url: str = "http://127.0.0.1:8000/api/payments/webhooks/stripe"
     # The same variable the payments service verifies with, so both ends agree without extra setup.
-    webhook_secret: str = Field(
-        default="whsec_shop_sandbox_dev_secret", validation_alias="STRIPE_WEBHOOK_SECRET"
-    )
+    webhook_secret: str = Field(default="whsec_shop_sandbox_dev_secret", validation_alias="STRIPE_WEBHOOK_SECRET")
     # Seconds to wait before each retry of a delivery that got no 2xx (real Stripe retries for days).
     webhook_retry_delays: list[float] = [1, 2, 5, 10, 30]
     webhook_timeout: float = 10.0

@@ -122,8 +122,7 @@ class StripeAccount:
         ):
             raise parameter_invalid(
                 "expires_at",
-                "The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session "
-                "creation.",
+                "The `expires_at` timestamp must be between 30 minutes and 24 hours from Checkout Session creation.",
                 code="parameter_invalid_integer",
             )
         payment_intent_data = p.opt_dict(params, "payment_intent_data") or {}
@@ -351,9 +350,7 @@ class StripeAccount:
             raise parameter_invalid("amount", "Invalid positive integer", code="parameter_invalid_integer")
         reason = p.opt_str(params, "reason")
         if reason is not None and reason not in REFUND_REASONS:
-            raise parameter_invalid(
-                "reason", f"Invalid reason: must be one of {', '.join(sorted(REFUND_REASONS))}"
-            )
+            raise parameter_invalid("reason", f"Invalid reason: must be one of {', '.join(sorted(REFUND_REASONS))}")
         refund_metadata = p.metadata(params)
         with self._changing() as emitted:
             charge = self._refundable_charge(intent_id, charge_id)
@@ -368,8 +365,7 @@ class StripeAccount:
             if amount > charge.remaining:
                 raise StripeError(
                     400,
-                    f"Refund amount ({amount}) is greater than unrefunded amount on charge "
-                    f"({charge.remaining}).",
+                    f"Refund amount ({amount}) is greater than unrefunded amount on charge ({charge.remaining}).",
                     code="amount_too_large",
                     param="amount",
                     saved=True,
@@ -430,8 +426,7 @@ class StripeAccount:
             refunds = [
                 r
                 for r in reversed(self._refunds.values())
-                if (not intent_id or r.payment_intent == intent_id)
-                and (not charge_id or r.charge == charge_id)
+                if (not intent_id or r.payment_intent == intent_id) and (not charge_id or r.charge == charge_id)
             ]
             ids = [r.id for r in refunds]
             if starting_after:
