@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 import aio_pika
@@ -16,8 +17,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import DeliveryError
-
 from contracts import Envelope
+
 from shopkit.bus import MessageHandler, TransportUnavailable
 
 log = logging.getLogger("shopkit.bus.rabbitmq")
@@ -25,6 +26,16 @@ log = logging.getLogger("shopkit.bus.rabbitmq")
 EXCHANGE = "shop.events"
 ATTEMPT_HEADER = "x-shop-attempt"
 PUBLISH_TIMEOUT = 10.0
+
+
+async def _settle(outcome: Awaitable[None]) -> None:
+    """Ack, nack or reject a delivery. The channel it came on may have died meanwhile (broker restart):
+    the broker then redelivers the message by itself (the inbox skips it if it was handled), so this is
+    no error; left unhandled it would only surface as 'Task exception was never retrieved'."""
+    try:
+        await outcome
+    except Exception as exc:
+        log.warning("could not settle a delivery; the broker will redeliver it", extra={"error": repr(exc)})
 
 
 def retry_queue(queue: str, attempt: int) -> str:
@@ -145,7 +156,7 @@ class RabbitMQTransport:
             envelope = Envelope.model_validate_json(message.body)
         except ValueError:
             log.error("unreadable message dead-lettered", extra={"message_id": message.message_id})
-            await message.reject(requeue=False)
+            await _settle(message.reject(requeue=False))
             return
         async with self._slots:
             try:
@@ -155,7 +166,7 @@ class RabbitMQTransport:
             except Exception as exc:
                 await self._retry_or_dead_letter(channel, queue, message, exc)
                 return
-        await message.ack()
+        await _settle(message.ack())
 
     async def _retry_or_dead_letter(
         self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, exc: Exception
@@ -184,9 +195,9 @@ class RabbitMQTransport:
         except Exception:
             # Could not park it: leave it with the broker, which redelivers it.
             log.warning("could not move a failed message; requeueing it", exc_info=True)
-            await message.nack(requeue=True)
+            await _settle(message.nack(requeue=True))
             return
-        await message.ack()
+        await _settle(message.ack())
 
     async def dead_letter_count(self, queue: str) -> int:
         assert self._connection is not None
@@ -204,7 +215,10 @@ class RabbitMQTransport:
         moved = 0
         try:
             dlq = await channel.declare_queue(dead_letter_queue(queue), durable=True)
-            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+            # Only what is dead now: a message that fails again while we drain comes back to the DLQ, and
+            # draining until empty would then cycle it for ever.
+            dead_now = dlq.declaration_result.message_count or 0
+            while moved < dead_now and (message := await dlq.get(no_ack=False, fail=False)) is not None:
                 headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-shop-")}
                 await channel.default_exchange.publish(
                     aio_pika.Message(
@@ -214,6 +228,7 @@ class RabbitMQTransport:
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                         message_id=message.message_id,
                         type=message.type,
+                        correlation_id=message.correlation_id,
                     ),
                     routing_key=queue,
                 )
