@@ -18,8 +18,8 @@ from shopkit.consumer import Handlers
 from shopkit.db import UnitOfWork
 
 from orders.domain import OrderStatus
-from orders.models import Order
-from orders.service import add_note, change_status, lock_order
+from orders.models import Order, RefundedPayment
+from orders.service import add_note, change_status, lock_order, utcnow
 
 log = logging.getLogger("orders.handlers")
 
@@ -45,10 +45,11 @@ def on_payment_succeeded(event: PaymentSucceeded, uow: UnitOfWork) -> None:
     if order.status == S.PENDING_PAYMENT:
         order.payment_id, order.payment_provider = payment, event.provider
         change_status(uow.session, order, S.PAID, f"payment {payment} succeeded ({event.provider})")
+        _apply_earlier_refund(uow, order)
     elif order.status == S.CANCELLED:
         reason = "the order was cancelled before the payment succeeded"
         add_note(uow.session, order, f"payment {payment} succeeded after cancellation; refund requested")
-        uow.emit(RefundRequested(order_id=order.id, payment_id=payment, reason=reason))
+        uow.emit(RefundRequested(order_id=order.id, payment_id=payment, reason=reason), correlation_id=order.id)
     elif order.payment_id is None or order.payment_id == payment:
         # The same payment again, or the one a stock event already named: only fill in what is missing.
         order.payment_id = payment
@@ -56,7 +57,7 @@ def on_payment_succeeded(event: PaymentSucceeded, uow: UnitOfWork) -> None:
     else:
         reason = f"the order is already paid by payment {order.payment_id}"
         add_note(uow.session, order, f"second payment {payment} succeeded; refund requested")
-        uow.emit(RefundRequested(order_id=order.id, payment_id=payment, reason=reason))
+        uow.emit(RefundRequested(order_id=order.id, payment_id=payment, reason=reason), correlation_id=order.id)
 
 
 def _paid_out_of_order(uow: UnitOfWork, order: Order, event: StockCommitted | StockRejected) -> None:
@@ -64,6 +65,17 @@ def _paid_out_of_order(uow: UnitOfWork, order: Order, event: StockCommitted | St
     payment: record it as the paying one before moving on."""
     order.payment_id = order.payment_id or event.payment_id
     change_status(uow.session, order, S.PAID, f"payment {event.payment_id} succeeded (learnt from the catalog)")
+    _apply_earlier_refund(uow, order)
+
+
+def _apply_earlier_refund(uow: UnitOfWork, order: Order) -> None:
+    """The paying payment's refund overtook its success: the order ends refunded, as in order."""
+    if order.payment_id is None:
+        return
+    refund = uow.session.get(RefundedPayment, (order.id, order.payment_id))
+    if refund is not None:
+        change_status(uow.session, order, S.REFUND_PENDING, f"payment {order.payment_id} was already refunded")
+        change_status(uow.session, order, S.REFUNDED, f"payment {order.payment_id} refunded: {refund.reason}")
 
 
 def on_stock_committed(event: StockCommitted, uow: UnitOfWork) -> None:
@@ -77,7 +89,8 @@ def on_stock_committed(event: StockCommitted, uow: UnitOfWork) -> None:
         uow.emit(
             OrderConfirmed(
                 order_id=order.id, user_id=order.user_id, total_amount=order.total_amount, currency=order.currency
-            )
+            ),
+            correlation_id=order.id,
         )
     elif order.status != S.CONFIRMED:
         # Cancelled or being refunded: the catalog releases this stock when the payment is refunded.
@@ -96,7 +109,8 @@ def on_stock_rejected(event: StockRejected, uow: UnitOfWork) -> None:
         uow.emit(
             RefundRequested(
                 order_id=order.id, payment_id=order.payment_id or event.payment_id, reason="stock unavailable"
-            )
+            ),
+            correlation_id=order.id,
         )
     elif order.status in (S.CANCELLED, S.CONFIRMED):
         add_note(uow.session, order, f"stock rejected while {order.status}")
@@ -108,6 +122,10 @@ def on_payment_refunded(event: PaymentRefunded, uow: UnitOfWork) -> None:
         return
     if order.payment_id != event.payment_id:
         add_note(uow.session, order, f"payment {event.payment_id} refunded: {event.reason}")
+        if uow.session.get(RefundedPayment, (order.id, event.payment_id)) is None:
+            uow.session.add(
+                RefundedPayment(order_id=order.id, payment_id=event.payment_id, reason=event.reason, at=utcnow())
+            )
         return
     if order.status in (S.PAID, S.CONFIRMED):
         # Refunded without the order asking (an admin refund): pass through refund_pending.

@@ -90,3 +90,17 @@ class OrderEvent(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class RefundedPayment(Base):
+    """Refunds of payments that were not (yet) the order's paying one. Events can overtake each other:
+    a refund seen before its PaymentSucceeded must still end the order refunded, not confirmed."""
+
+    __tablename__ = "refunded_payments"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        GUID(), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    payment_id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
