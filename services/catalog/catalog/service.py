@@ -10,7 +10,7 @@ from typing import Any
 from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
 from shopkit.db import UnitOfWork
 from shopkit.problems import Conflict, NotFound
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from catalog import domain
@@ -103,11 +103,15 @@ def _matches(q: str, dialect: str) -> Any:
             return Product.sku == q
         query = func.to_tsquery("simple", domain.prefix_tsquery(terms))
         return or_(search_document().bool_op("@@")(query), Product.sku == q)
-    return or_(
-        Product.name.icontains(q, autoescape=True),
-        Product.sku.icontains(q, autoescape=True),
-        Product.description.icontains(q, autoescape=True),
-    )
+    # SQLite (all-in-one mode): every word must appear somewhere in name, sku or description.
+    return and_(*(
+        or_(
+            Product.name.icontains(word, autoescape=True),
+            Product.sku.icontains(word, autoescape=True),
+            Product.description.icontains(word, autoescape=True),
+        )
+        for word in q.split()
+    ))
 
 
 def update_product(uow: UnitOfWork, product_id: uuid.UUID, changes: ProductUpdate) -> Product:

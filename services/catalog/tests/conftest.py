@@ -73,12 +73,13 @@ def pg_dispatcher(pg_db: Database) -> EventDispatcher:
     return EventDispatcher(pg_db, HANDLERS)
 
 
-@pytest.fixture
-def auth_headers() -> Callable[[KitSettings, str], dict[str, str]]:
-    """`auth_headers(settings, "admin")`: an Authorization header with a fresh token of that role."""
+@pytest.fixture(scope="session")
+def auth_headers() -> Callable[..., dict[str, str]]:
+    """`auth_headers(settings, "admin")`: an Authorization header with a fresh token of that role
+    (`expires_in=timedelta(seconds=-60)` for an expired one)."""
 
-    def headers(settings: KitSettings, role: str) -> dict[str, str]:
-        return bearer(mint_token(settings, role=role))
+    def headers(settings: KitSettings, role: str, expires_in: timedelta = timedelta(minutes=15)) -> dict[str, str]:
+        return bearer(mint_token(settings, role=role, expires_in=expires_in))
 
     return headers
 
