@@ -1,17 +1,19 @@
 """Engines, sessions and the unit of work, for PostgreSQL (psycopg2) and SQLite alike."""
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from contracts import Envelope, EventData, new_envelope
 from sqlalchemy import CHAR, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts import Envelope, EventData, new_envelope
+log = logging.getLogger("shopkit.db")
 
 # The kit's own tables (outbox, inbox) live in every service's schema; alembic sees them via this.
 kit_metadata = MetaData()
@@ -146,8 +148,16 @@ class Database:
                 raise
 
     def _outbox_written(self) -> None:
-        if self.on_outbox_write:
-            self.on_outbox_write()
+        # Read once: the relay unhooks itself from the event loop's thread while request threads commit.
+        hook = self.on_outbox_write
+        if hook is None:
+            return
+        try:
+            hook()
+        except Exception:
+            # The transaction is already committed: failing the caller now would report a write that
+            # happened as failed. The relay's next poll publishes the rows anyway.
+            log.warning("could not wake the outbox relay", exc_info=True)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -6,11 +6,11 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
+from contracts import Envelope
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from contracts import Envelope
 from shopkit.bus import Transport, TransportUnavailable
 from shopkit.db import GUID, Database, kit_metadata
 
@@ -87,8 +87,13 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Called after a commit that wrote to the outbox, from any thread."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake.set)
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:
+            pass  # the loop closed meanwhile (shutdown): nothing left to wake
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -96,7 +101,8 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.db.service}")
 
     async def stop(self) -> None:
-        self.db.on_outbox_write = None
+        if self.db.on_outbox_write == self.wake:  # leave another relay's hook on a shared Database alone
+            self.db.on_outbox_write = None
         if self._task:
             self._task.cancel()
             try:
@@ -108,6 +114,9 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = self.poll_interval
         while True:
+            # Cleared before publishing, so a commit made while a batch is in flight wakes the next round
+            # instead of waiting for the poll interval.
+            self._wake.clear()
             try:
                 sent = await self.publish_once()
                 backoff = self.poll_interval
@@ -116,12 +125,14 @@ class OutboxRelay:
             except TransportUnavailable as exc:
                 log.warning("broker unavailable, outbox relay backs off", extra={"error": str(exc)})
                 backoff = min(backoff * 2, 10.0)
+                # Every commit would wake us again while the broker is down: back off regardless.
+                await asyncio.sleep(backoff)
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 backoff = min(backoff * 2, 10.0)
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             except TimeoutError:
