@@ -1,0 +1,56 @@
+"""The catalog as deployed: a PaymentSucceeded published on RabbitMQ reaches the running app, which
+commits the stock and publishes StockCommitted back on the bus (outbox relay, broker confirms)."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from catalog.app import create_app
+from catalog.settings import CatalogSettings
+from contracts import Envelope
+from fastapi.testclient import TestClient
+from shopkit.bus.rabbitmq import RabbitMQTransport
+
+pytestmark = pytest.mark.integration
+
+
+async def test_payment_succeeded_on_the_bus_comes_back_as_stock_committed(
+    pg_url: str, amqp_url: str, bus_namespace: str, tmp_path: Path, auth_headers: Callable[..., dict[str, str]],
+    payment_succeeded: Callable[..., Envelope],
+) -> None:
+    settings = CatalogSettings(database_url=pg_url, amqp_url=amqp_url, bus_namespace=bus_namespace,
+                               var_dir=tmp_path, log_json=False)
+    observer = RabbitMQTransport(amqp_url, exchange=f"{bus_namespace}shop.events")
+    answers: asyncio.Queue[Envelope] = asyncio.Queue()
+
+    async def collect(envelope: Envelope) -> None:
+        await answers.put(envelope)
+
+    with TestClient(create_app(settings)) as client:
+        admin = auth_headers(settings, "admin")
+        created = client.post("/api/products", json={"sku": "TEA-1", "name": "Tea", "price": "320.00", "stock": 4},
+                              headers=admin)
+        assert created.status_code == 201
+        product_id = uuid.UUID(created.json()["id"])
+
+        await observer.connect()
+        try:
+            await observer.subscribe(f"{bus_namespace}observer", ["StockCommitted", "StockRejected"], collect)
+            payment = payment_succeeded({product_id: 3})
+            assert await observer.publish([payment]) == {}
+
+            answer = await asyncio.wait_for(answers.get(), timeout=20)
+        finally:
+            await observer.close()
+
+        assert answer.type == "StockCommitted"
+        assert answer.producer == "catalog"
+        assert answer.causation_id == str(payment.id)
+        assert answer.correlation_id == str(payment.data["order_id"])
+        assert answer.data["order_id"] == payment.data["order_id"]
+        assert answer.data["payment_id"] == payment.data["payment_id"]
+        assert [line["quantity"] for line in answer.data["items"]] == [3]
+        assert client.get(f"/api/products/{product_id}").json()["stock"] == 1
