@@ -1,5 +1,4 @@
-from shopkit.migrate import run_migrations
-
 from payments.models import Base
+from shopkit.migrate import run_migrations
 
 run_migrations(Base.metadata)

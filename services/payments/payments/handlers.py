@@ -1,0 +1,79 @@
+"""Events payments consumes: one function per event, each inside the kit's unit of work (with inbox)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from contracts import OrderCancelled, OrderPlaced, RefundRequested
+from shopkit.consumer import Handlers
+from shopkit.db import UnitOfWork
+from sqlalchemy import select
+
+from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
+from payments.models import PayableOrder, Payment
+from payments.service import PaymentService
+
+log = logging.getLogger("payments.handlers")
+
+
+def build_handlers(service: PaymentService) -> Handlers:
+    def on_order_placed(event: OrderPlaced, uow: UnitOfWork) -> None:
+        lines = [line.model_dump(mode="json") for line in event.items]
+        order = uow.session.get(PayableOrder, event.order_id, with_for_update=True)
+        if order is None:
+            uow.session.add(
+                PayableOrder(
+                    order_id=event.order_id,
+                    user_id=event.user_id,
+                    amount=event.total_amount,
+                    currency=event.currency,
+                    lines=lines,
+                    status=OrderStatus.PENDING_PAYMENT,
+                )
+            )
+            return
+        # OrderCancelled overtook OrderPlaced: keep it cancelled, but learn what it owed.
+        order.amount, order.currency, order.lines = event.total_amount, event.currency, lines
+
+    def on_order_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
+        session = uow.session
+        order = session.get(PayableOrder, event.order_id, with_for_update=True)
+        if order is None:
+            session.add(
+                PayableOrder(
+                    order_id=event.order_id,
+                    user_id=event.user_id,
+                    amount=0,
+                    currency="BDT",
+                    lines=[],
+                    status=OrderStatus.CANCELLED,
+                )
+            )
+            return
+        if order.status == OrderStatus.PENDING_PAYMENT:
+            order.status = OrderStatus.CANCELLED
+        open_payments = session.scalars(
+            select(Payment)
+            .where(Payment.order_id == event.order_id, Payment.status.in_(OPEN_STATUSES))
+            .with_for_update()
+        )
+        for payment in open_payments:
+            if payment.status == PaymentStatus.EXECUTING:
+                continue  # its Execute decides; a success then is refunded (the order is cancelled)
+            payment.status = PaymentStatus.CANCELLED
+            payment.failure_reason = f"order cancelled: {event.reason}"[:1000]
+            if payment.provider == "stripe" and payment.provider_reference:
+                # Expiring twice is harmless (Stripe refuses a non-open session), so a redelivery is safe.
+                service.stripe.expire_session(payment.provider_reference)
+
+    def on_refund_requested(event: RefundRequested, uow: UnitOfWork) -> None:
+        # The ledger row is written here; the sweeper asks the provider once this has committed.
+        service.request_refund(event.payment_id, event.order_id, event.reason, uow)
+
+    handlers: dict[type, list[Callable[..., None]]] = {
+        OrderPlaced: [on_order_placed],
+        OrderCancelled: [on_order_cancelled],
+        RefundRequested: [on_refund_requested],
+    }
+    return handlers  # type: ignore[return-value]
