@@ -81,11 +81,10 @@ class AuthApi:
         return jwt.encode(claims, keys.private_pem, algorithm=keys.algorithm, headers={"kid": keys.kid})
 
 
-@pytest.fixture
-def make_settings(tmp_path: Path) -> SettingsFactory:
+def settings_factory(var_dir: Path) -> SettingsFactory:
     def make(**overrides: Any) -> AuthSettings:
         values: dict[str, Any] = {
-            "var_dir": tmp_path,
+            "var_dir": var_dir,
             "database_url": None,
             "amqp_url": None,
             "admin_email": ADMIN_EMAIL,
@@ -99,8 +98,21 @@ def make_settings(tmp_path: Path) -> SettingsFactory:
 
 
 @pytest.fixture
+def make_settings(tmp_path: Path) -> SettingsFactory:
+    return settings_factory(tmp_path)
+
+
+@pytest.fixture
 def sqlite_api(make_settings: SettingsFactory) -> Iterator[AuthApi]:
     settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        yield AuthApi(client, settings)
+
+
+@pytest.fixture(scope="module")
+def shared_sqlite_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthApi]:
+    """One app for a module of tests that leave nothing behind that another could trip over."""
+    settings = settings_factory(tmp_path_factory.mktemp("auth"))()
     with TestClient(create_app(settings)) as client:
         yield AuthApi(client, settings)
 
