@@ -172,7 +172,7 @@ class RabbitMQTransport:
         self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, exc: Exception
     ) -> None:
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[call-overload]
+        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[arg-type, call-overload]
         if attempt < len(self.retry_delays):
             target = retry_queue(queue, attempt)
             log.warning("handler failed, retry %s of %s", attempt + 1, len(self.retry_delays), exc_info=exc)
