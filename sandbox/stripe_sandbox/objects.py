@@ -62,7 +62,7 @@ class CheckoutSession:
     url: str
     currency: str
     line_items: list[LineItem]
-    success_url: str
+    success_url: str | None
     cancel_url: str | None
     metadata: dict[str, str]
     client_reference_id: str | None

@@ -39,11 +39,15 @@ def checkout_page(session: CheckoutSession) -> str:
 
 
 def paid_page(session: CheckoutSession) -> str:
-    target = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
+    link = ""
+    if session.success_url:
+        # Stripe fills in the template variable when it sends the customer back.
+        target = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
+        link = f"<p><a id='return' href='{esc(target)}'>Return to the shop</a></p>"
     return page(
         "Payment complete",
-        _summary(session) + f"<p id='status' data-status='complete'>Paid. Payment {esc(session.payment_intent)}.</p>"
-        f"<p><a id='return' href='{esc(target)}'>Return to the shop</a></p>",
+        _summary(session)
+        + f"<p id='status' data-status='complete'>Paid. Payment {esc(session.payment_intent)}.</p>{link}",
     )
 
 

@@ -93,9 +93,8 @@ class StripeAccount:
         mode = p.req_str(params, "mode")
         if mode != "payment":
             raise parameter_invalid("mode", f"The sandbox supports only mode=payment, not {mode!r}.")
+        # Optional, as in Stripe: without it the hosted page keeps the customer after payment.
         success_url = p.opt_url(params, "success_url")
-        if success_url is None:
-            raise parameter_missing("success_url")
         cancel_url = p.opt_url(params, "cancel_url")
         line_items = self._line_items(params)
         currency = line_items[0].currency
@@ -458,7 +457,7 @@ class StripeAccount:
         data: dict[str, Any] = {"object": data_object}
         if previous_attributes is not None:
             data["previous_attributes"] = previous_attributes
-        payload = {
+        payload: dict[str, Any] = {
             "id": new_id("evt_"),
             "object": "event",
             "api_version": self.api_version,
