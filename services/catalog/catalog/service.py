@@ -10,7 +10,9 @@ from typing import Any
 from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
 from shopkit.db import UnitOfWork
 from shopkit.problems import Conflict, NotFound
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from catalog import domain
@@ -182,40 +184,73 @@ def commit_stock(uow: UnitOfWork, payment: PaymentSucceeded) -> None:
     StockRejected, and the same answer again for any later PaymentSucceeded of that order."""
     session = uow.session
     wanted = domain.quantities_by_product(payment.items)
-    # FOR UPDATE in ascending id order (the ORDER BY sits below the row locking): orders sharing
-    # products queue on them in one sequence, so they never deadlock. On SQLite the kit's BEGIN
-    # IMMEDIATE already serialises writers and FOR UPDATE is not rendered.
-    products = {
-        product.id: product
-        for product in session.scalars(
-            select(Product).where(Product.id.in_(list(wanted))).order_by(Product.id).with_for_update()
-        )
-    }
-    # Read only now: a competing delivery for this order holds the same row locks until it commits,
-    # so once they are ours its decision, if any, is visible.
-    decision = session.get(StockDecision, payment.order_id, populate_existing=True)
-    if decision is not None:
+    now = _now()
+    # Claim the order's decision first, presumed committed. A competing delivery for the same order
+    # waits here on the unique key until this transaction ends, then finds the decision and repeats it.
+    if not _claim_decision(uow, payment, now):
+        decision = session.get(StockDecision, payment.order_id, populate_existing=True)
+        assert decision is not None  # the conflicting claim has committed
         _answer(uow, decision)
         return
-    levels = {pid: domain.StockLevel(p.stock, p.is_active) for pid, p in products.items()}
+    # FOR UPDATE in ascending id order (the ORDER BY sits below the row locking): orders sharing
+    # products queue on them in one sequence, so they never deadlock. On SQLite the kit's BEGIN
+    # IMMEDIATE already serialises writers and FOR UPDATE is not rendered. From here to the commit
+    # every round trip lengthens the time others queue on these rows: keep them few.
+    rows = session.execute(
+        select(Product.id, Product.stock, Product.is_active)
+        .where(Product.id.in_(list(wanted)))
+        .order_by(Product.id)
+        .with_for_update()
+    ).all()
+    levels = {row.id: domain.StockLevel(row.stock, row.is_active) for row in rows}
     short = domain.shortages(wanted, levels)
-    decision = StockDecision(
-        order_id=payment.order_id,
-        outcome="rejected" if short else "committed",
-        payment_id=payment.payment_id,
-        lines=[line.model_dump(mode="json") for line in payment.items],
-        shortages=[shortage.model_dump(mode="json") for shortage in short],
-        decided_at=_now(),
+    if short:
+        session.execute(
+            update(StockDecision)
+            .where(StockDecision.order_id == payment.order_id)
+            .values(outcome="rejected", shortages=[s.model_dump(mode="json") for s in short])
+        )
+        uow.emit(StockRejected(order_id=payment.order_id, payment_id=payment.payment_id, shortages=short),
+                 correlation_id=payment.order_id)
+        return
+    _move_stock(uow, {pid: -quantity for pid, quantity in wanted.items()}, levels, "order_commit",
+                order_id=payment.order_id, now=now)
+    uow.emit(StockCommitted(order_id=payment.order_id, payment_id=payment.payment_id, items=payment.items),
+             correlation_id=payment.order_id)
+
+
+def _claim_decision(uow: UnitOfWork, payment: PaymentSucceeded, now: datetime) -> bool:
+    values = {
+        "order_id": payment.order_id,
+        "outcome": "committed",
+        "payment_id": payment.payment_id,
+        "lines": [line.model_dump(mode="json") for line in payment.items],
+        "shortages": [],
+        "decided_at": now,
+    }
+    table = StockDecision.__table__
+    dialect = uow.session.get_bind().dialect.name
+    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+    return bool(uow.session.execute(insert.values(**values).on_conflict_do_nothing()).rowcount)  # type: ignore[attr-defined]
+
+
+def _move_stock(uow: UnitOfWork, deltas: dict[uuid.UUID, int], levels: dict[uuid.UUID, domain.StockLevel],
+                cause: str, *, order_id: uuid.UUID, now: datetime, reason: str | None = None) -> None:
+    """Apply deltas to rows this transaction has locked, with one ledger row each (two statements for
+    the whole order: the rows stay locked for as short a time as possible)."""
+    after = {pid: levels[pid].stock + delta for pid, delta in deltas.items()}
+    products = Product.__table__
+    uow.session.execute(
+        update(products)
+        .where(products.c.id == bindparam("pid"))
+        .values(stock=bindparam("new_stock"), updated_at=now),
+        [{"pid": pid, "new_stock": stock} for pid, stock in after.items()],
     )
-    session.add(decision)
-    if not short:
-        now = _now()
-        for product_id, quantity in wanted.items():
-            product = products[product_id]
-            product.stock -= quantity
-            product.updated_at = now
-            session.add(_movement(product, -quantity, "order_commit", order_id=payment.order_id))
-    _answer(uow, decision)
+    uow.session.execute(insert(StockMovement.__table__), [
+        {"id": uuid.uuid4(), "product_id": pid, "delta": delta, "cause": cause, "order_id": order_id,
+         "reason": reason, "stock_after": after[pid], "created_at": now}
+        for pid, delta in deltas.items()
+    ])
 
 
 def _answer(uow: UnitOfWork, decision: StockDecision) -> None:
@@ -255,12 +290,13 @@ def release_stock(uow: UnitOfWork, refund: PaymentRefunded) -> None:
         return
     wanted = domain.quantities_by_product(OrderLine.model_validate(line) for line in decision.lines)
     now = _now()
-    products = session.scalars(
-        select(Product).where(Product.id.in_(list(wanted))).order_by(Product.id).with_for_update()
-    )
-    for product in products:
-        product.stock += wanted[product.id]
-        product.updated_at = now
-        session.add(_movement(product, wanted[product.id], "release", order_id=refund.order_id,
-                              reason=refund.reason[:500]))
+    rows = session.execute(
+        select(Product.id, Product.stock, Product.is_active)
+        .where(Product.id.in_(list(wanted)))
+        .order_by(Product.id)
+        .with_for_update()
+    ).all()
+    # Products are archived, never deleted: every committed line still has its row.
+    levels = {row.id: domain.StockLevel(row.stock, row.is_active) for row in rows}
+    _move_stock(uow, wanted, levels, "release", order_id=refund.order_id, now=now, reason=refund.reason[:500])
     decision.released_at = now
