@@ -172,34 +172,32 @@ __all__ = ["ServiceRuntime", "UnitOfWork", "get_runtime", "get_uow"]
 
 
 class _BacklogCollector(Collector):
-    """Outbox backlog and dead letters, read at scrape time so the numbers are never stale."""
+    """Outbox backlog and dead letters of every runtime in this process (one in distributed mode, four
+    in the all-in-one), read at scrape time so the numbers are never stale."""
 
-    def __init__(self, runtime: ServiceRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self) -> None:
+        self.runtimes: dict[str, ServiceRuntime] = {}
 
     def collect(self) -> Any:
         outbox_gauge = GaugeMetricFamily(
             "shop_outbox_messages", "Outbox rows not yet sent", labels=["service", "status"]
         )
-        try:
-            with self.runtime.db.engine.connect() as connection:
-                for status, count in backlog(connection).items():
-                    outbox_gauge.add_metric([self.runtime.name, status], count)
-        except Exception:
-            log.debug("outbox backlog unavailable", exc_info=True)
-        yield outbox_gauge
         dlq = GaugeMetricFamily("shop_dead_letters", "Messages in the service's dead-letter queue", labels=["service"])
-        dlq.add_metric([self.runtime.name], self.runtime.dead_letters)
+        for name, runtime in list(self.runtimes.items()):
+            try:
+                with runtime.db.engine.connect() as connection:
+                    for status, count in backlog(connection).items():
+                        outbox_gauge.add_metric([name, status], count)
+            except Exception:
+                log.debug("outbox backlog unavailable", exc_info=True)
+            dlq.add_metric([name], runtime.dead_letters)
+        yield outbox_gauge
         yield dlq
 
 
-_collectors: dict[str, _BacklogCollector] = {}
+_collector = _BacklogCollector()
+REGISTRY.register(_collector)
 
 
 def _register_backlog_metrics(runtime: ServiceRuntime) -> None:
-    previous = _collectors.pop(runtime.name, None)
-    if previous is not None:
-        REGISTRY.unregister(previous)
-    collector = _BacklogCollector(runtime)
-    REGISTRY.register(collector)
-    _collectors[runtime.name] = collector
+    _collector.runtimes[runtime.name] = runtime
