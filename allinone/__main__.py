@@ -6,6 +6,7 @@ import argparse
 import os
 
 import uvicorn
+from shopkit.settings import KitSettings
 
 from allinone.app import create_app
 
@@ -22,7 +23,7 @@ def main() -> None:
         f"  API docs      {base}/docs\n"
         f"  Admin login   {os.environ.get('SHOP_ADMIN_EMAIL')} / {os.environ.get('SHOP_ADMIN_PASSWORD')}\n"
         f"  Sandboxes     {base}/sandbox/stripe  {base}/sandbox/bkash\n"
-        f"  Data          var/*.db (SQLite)\n",
+        f"  Data          {KitSettings().var_dir}/*.db (SQLite)\n",
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)

@@ -48,9 +48,15 @@ class AllInOne:
             "orders": create_orders(transport=self.transport, catalog_app=catalog),
             "payments": create_payments(transport=self.transport),
         }
+        readiness = {}
+        for name, app in self.services.items():
+            runtime = app.state.runtime
+            readiness[f"{name}.database"] = runtime.check_database
+            readiness[f"{name}.broker"] = runtime.check_broker
         self.gateway = create_gateway(
             upstreams=asgi_upstreams(self.services),
             extra_mounts={"/sandbox/stripe": create_stripe_sandbox(), "/sandbox/bkash": create_bkash_sandbox()},
+            readiness=readiness,
         )
 
     @asynccontextmanager

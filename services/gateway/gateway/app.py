@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from shopkit.auth import TokenVerifier, load_keys
-from shopkit.observability import RequestContextMiddleware, configure_logging, health_router
+from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, health_router
 from shopkit.problems import Problem, install_problem_handlers, problem_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -46,8 +46,10 @@ class Gateway:
         upstreams: Mapping[str, Upstream],
         *,
         extra_mounts: Mapping[str, ASGIApp] | None = None,
+        readiness: Mapping[str, ReadinessCheck] | None = None,
     ) -> None:
         self.settings = settings
+        self.readiness = dict(readiness or {})
         self.upstreams = dict(upstreams)
         self.extra_mounts = dict(extra_mounts or {})
         self.verifier = TokenVerifier(load_keys(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
@@ -69,7 +71,7 @@ class Gateway:
         async def ready() -> str | None:
             return None
 
-        app.include_router(health_router({"gateway": ready}))
+        app.include_router(health_router({"gateway": ready, **self.readiness}))
 
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi() -> JSONResponse:
@@ -191,8 +193,10 @@ def create_app(
     *,
     upstreams: Mapping[str, Upstream] | None = None,
     extra_mounts: Mapping[str, ASGIApp] | None = None,
+    readiness: Mapping[str, ReadinessCheck] | None = None,
 ) -> ASGIApp:
+    """`readiness`: extra checks for /readyz (the all-in-one mode adds every in-process service's)."""
     settings = settings or GatewaySettings()
     configure_logging(settings.log_level, settings.log_json)
-    gateway = Gateway(settings, upstreams or http_upstreams(settings), extra_mounts=extra_mounts)
+    gateway = Gateway(settings, upstreams or http_upstreams(settings), extra_mounts=extra_mounts, readiness=readiness)
     return RequestContextMiddleware(gateway, service="gateway", max_body_bytes=settings.max_body_bytes)
