@@ -1,5 +1,6 @@
 """Fixtures of the payments tests: tokens signed with the kit's dev keys, both provider sandboxes over
 real HTTP, and the payments app served against real PostgreSQL and RabbitMQ."""
+
 from __future__ import annotations
 
 import time
@@ -14,18 +15,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from fastapi import FastAPI
-from sqlalchemy import select, text
-
 from contracts import OrderLine, OrderPlaced, new_envelope
+from fastapi import FastAPI
 from payments.app import create_app
 from payments.settings import PaymentsSettings
-from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
-from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
-from sandbox.stripe_sandbox.settings import StripeSandboxSettings
 from shopkit.auth import load_keys
 from shopkit.settings import KitSettings
 from shopkit.testing import ServerThread, free_port
+from sqlalchemy import select, text
+
+from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
+from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
+from sandbox.stripe_sandbox.settings import StripeSandboxSettings
 
 
 def make_token(settings: KitSettings, user_id: uuid.UUID, role: str = "customer") -> str:
@@ -67,7 +68,9 @@ class Shop:
         """Deliver an OrderPlaced through the kit's dispatcher (inbox and all), as the bus would."""
         order_id = uuid.uuid4()
         items = [
-            OrderLine(product_id=uuid.uuid4(), sku=f"SKU-{i}", name=f"Thing {i}", unit_price=Decimal(price), quantity=qty)
+            OrderLine(
+                product_id=uuid.uuid4(), sku=f"SKU-{i}", name=f"Thing {i}", unit_price=Decimal(price), quantity=qty
+            )
             for i, (price, qty) in enumerate(lines or [("625.00", 2)])
         ]
         total = sum((line.unit_price * line.quantity for line in items), Decimal("0"))
@@ -95,8 +98,14 @@ class Shop:
     def pay_stripe(self, redirect_url: str, outcome: str = "success") -> httpx.Response:
         return httpx.post(f"{redirect_url}/pay", data={"outcome": outcome}, timeout=10)
 
-    def pay_bkash(self, redirect_url: str, wallet: str = "01770618575", otp: str = "123456", pin: str = "12121",
-                  follow: bool = True) -> httpx.Response:
+    def pay_bkash(
+        self,
+        redirect_url: str,
+        wallet: str = "01770618575",
+        otp: str = "123456",
+        pin: str = "12121",
+        follow: bool = True,
+    ) -> httpx.Response:
         """The customer's steps on bKash's page; follows the 303s back to our callback like a browser."""
         with httpx.Client(follow_redirects=follow, timeout=10) as browser:
             browser.post(f"{redirect_url}/wallet", data={"wallet": wallet})
@@ -120,9 +129,10 @@ def sandbox_servers() -> Iterator[tuple[str, str, int]]:
         webhook_url=f"http://127.0.0.1:{payments_port}/api/payments/webhooks/stripe",
         webhook_retry_delays=[0.2, 0.5],
     )
-    with ServerThread(create_stripe_sandbox(stripe_settings)) as stripe_server, ServerThread(
-        create_bkash_sandbox()
-    ) as bkash_server:
+    with (
+        ServerThread(create_stripe_sandbox(stripe_settings)) as stripe_server,
+        ServerThread(create_bkash_sandbox()) as bkash_server,
+    ):
         yield stripe_server.url, bkash_server.url, payments_port
 
 

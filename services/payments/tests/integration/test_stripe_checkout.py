@@ -1,4 +1,5 @@
 """Stripe: the real stripe library drives the Stripe sandbox; signed webhooks settle payments once."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def test_checkout_paid_through_the_sandbox_emits_payment_succeeded_once(shop) ->
     assert shop.pay_stripe(payment["redirect_url"]).status_code == 200
     paid = shop.wait_for(
         lambda: (
-            body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json()
-        )["status"] == "succeeded" and body
+            (body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())["status"]
+            == "succeeded"
+            and body
+        )
     )
     assert paid["provider_transaction_id"].startswith("pi_")
     succeeded = shop.outbox("PaymentSucceeded")
