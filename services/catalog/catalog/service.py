@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
 from shopkit.db import UnitOfWork
 from shopkit.problems import Conflict, NotFound
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from catalog import domain
 from catalog.models import Product, StockDecision, StockMovement, search_document
 from catalog.schemas import ProductCreate, ProductFilters, ProductUpdate, StockAdjustment
+
+# Core tables for the stock path: fewer statements and less ORM work while rows are locked.
+PRODUCTS = cast(Table, Product.__table__)
+MOVEMENTS = cast(Table, StockMovement.__table__)
+DECISIONS = cast(Table, StockDecision.__table__)
 
 SORTS: dict[str, Sequence[Any]] = {
     "price": (Product.price.asc(), Product.id),
@@ -228,10 +233,10 @@ def _claim_decision(uow: UnitOfWork, payment: PaymentSucceeded, now: datetime) -
         "shortages": [],
         "decided_at": now,
     }
-    table = StockDecision.__table__
     dialect = uow.session.get_bind().dialect.name
-    insert = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
-    return bool(uow.session.execute(insert.values(**values).on_conflict_do_nothing()).rowcount)  # type: ignore[attr-defined]
+    claim = pg_insert(DECISIONS) if dialect == "postgresql" else sqlite_insert(DECISIONS)
+    result: Any = uow.session.execute(claim.values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)
 
 
 def _move_stock(uow: UnitOfWork, deltas: dict[uuid.UUID, int], levels: dict[uuid.UUID, domain.StockLevel],
@@ -239,14 +244,13 @@ def _move_stock(uow: UnitOfWork, deltas: dict[uuid.UUID, int], levels: dict[uuid
     """Apply deltas to rows this transaction has locked, with one ledger row each (two statements for
     the whole order: the rows stay locked for as short a time as possible)."""
     after = {pid: levels[pid].stock + delta for pid, delta in deltas.items()}
-    products = Product.__table__
     uow.session.execute(
-        update(products)
-        .where(products.c.id == bindparam("pid"))
+        update(PRODUCTS)
+        .where(PRODUCTS.c.id == bindparam("pid"))
         .values(stock=bindparam("new_stock"), updated_at=now),
         [{"pid": pid, "new_stock": stock} for pid, stock in after.items()],
     )
-    uow.session.execute(insert(StockMovement.__table__), [
+    uow.session.execute(insert(MOVEMENTS), [
         {"id": uuid.uuid4(), "product_id": pid, "delta": delta, "cause": cause, "order_id": order_id,
          "reason": reason, "stock_after": after[pid], "created_at": now}
         for pid, delta in deltas.items()
