@@ -14,7 +14,7 @@ from auth.service import IssuedTokens, Security
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
-PROBLEM = {"content": {"application/problem+json": {}}}
+PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 def get_security(request: Request) -> Security:

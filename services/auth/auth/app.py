@@ -6,10 +6,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 from shopkit.bus import Transport
+from shopkit.jobs import PeriodicJob
 from shopkit.runtime import ServiceRuntime
 
 from auth import api, service
@@ -38,6 +40,7 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
         max_login_failures=settings.login_max_failures,
         login_window=timedelta(seconds=settings.login_failure_window),
     )
+    runtime.jobs.append(PeriodicJob("auth-prune", settings.prune_interval, partial(_prune, runtime, security)))
     app = runtime.create_app(title="Shop auth")
     app.state.security = security
     # The runtime's lifespan migrates the schema; the admin can only be ensured after that.
@@ -65,3 +68,10 @@ def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings: AuthS
             uow, passwords, email=settings.admin_email, password=settings.admin_password
         )
     log.info("admin ensured", extra={"email": settings.admin_email, "outcome": outcome})
+
+
+def _prune(runtime: ServiceRuntime, security: Security) -> None:
+    with runtime.db.unit_of_work() as uow:
+        failures, tokens = service.prune_expired(uow, login_window=security.login_window)
+    if failures or tokens:
+        log.info("pruned expired auth records", extra={"login_failures": failures, "refresh_tokens": tokens})

@@ -203,6 +203,16 @@ def ensure_admin(
     return "created"
 
 
+def prune_expired(uow: UnitOfWork, *, login_window: timedelta) -> tuple[int, int]:
+    """Forget failures that no longer count and refresh tokens that can no longer be used, so that
+    neither table grows with every sprayed email or abandoned session. Returns what went, per table."""
+    now = _now()
+    failures = uow.session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= now - login_window))
+    tokens = uow.session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now))
+    uow.commit()
+    return failures.rowcount or 0, tokens.rowcount or 0  # type: ignore[attr-defined]
+
+
 def _issue_tokens(
     session: Session, security: Security, user: User, *, family_id: uuid.UUID, now: datetime
 ) -> IssuedTokens:

@@ -17,6 +17,7 @@ class AuthSettings(KitSettings):
     refresh_token_ttl: int = 14 * 24 * 3600  # seconds
     login_max_failures: int = 5
     login_failure_window: int = 15 * 60  # seconds
+    prune_interval: float = 3600  # seconds between sweeps of expired refresh tokens and old failures
 
     def production_problems(self) -> list[str]:
         problems = super().production_problems()
