@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from shopkit.db import Database
+from sqlalchemy.orm import Session
 
 from payments.domain import redact, scrub
 from payments.models import ProviderLog
@@ -21,6 +22,20 @@ log = logging.getLogger("payments.audit")
 
 # The payment a provider call is made for, so a low-level HTTP hook can file the exchange under it.
 _current_payment: contextvars.ContextVar[uuid.UUID | None] = contextvars.ContextVar("current_payment", default=None)
+
+
+# Set while a unit of work already holds the database (an event handler): log rows join it, since on
+# SQLite a second writer would wait for that very transaction.
+_joined_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar("joined_session", default=None)
+
+
+@contextmanager
+def logged_in(session: Session) -> Iterator[None]:
+    token = _joined_session.set(session)
+    try:
+        yield
+    finally:
+        _joined_session.reset(token)
 
 
 @contextmanager
@@ -60,6 +75,10 @@ class ProviderLogger:
             status=status,
             payment_id=payment_id or _current_payment.get(),
         )
+        joined = _joined_session.get()
+        if joined is not None:
+            joined.add(row)
+            return
         try:
             with self.db.unit_of_work() as uow:
                 uow.session.add(row)

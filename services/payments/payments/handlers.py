@@ -10,6 +10,7 @@ from shopkit.consumer import Handlers
 from shopkit.db import UnitOfWork
 from sqlalchemy import select
 
+from payments.audit import for_payment, logged_in
 from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
 from payments.models import PayableOrder, Payment
 from payments.service import PaymentService
@@ -65,7 +66,8 @@ def build_handlers(service: PaymentService) -> Handlers:
             payment.failure_reason = f"order cancelled: {event.reason}"[:1000]
             if payment.provider == "stripe" and payment.provider_reference:
                 # Expiring twice is harmless (Stripe refuses a non-open session), so a redelivery is safe.
-                service.stripe.expire_session(payment.provider_reference)
+                with logged_in(session), for_payment(payment.id):
+                    service.stripe.expire_session(payment.provider_reference)
 
     def on_refund_requested(event: RefundRequested, uow: UnitOfWork) -> None:
         # The ledger row is written here; the sweeper asks the provider once this has committed.
