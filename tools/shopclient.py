@@ -105,6 +105,10 @@ class Http:
             delay = min(delay * 2, 2.0)
 
 
+def is_retryable(answer: Answer) -> bool:
+    return isinstance(answer.body, dict) and answer.body.get("retryable") is True
+
+
 def expect(answer: Answer, *statuses: int, what: str = "") -> Any:
     if answer.status not in statuses:
         raise ShopError(what or "request", answer.url, answer.status, answer.body)
@@ -168,7 +172,14 @@ class Customer:
 
     async def start_payment(self, order_id: str, provider: str) -> Any:
         body = {"order_id": order_id, "provider": provider}
-        answer = await self.call("POST", "/api/payments", json=body, key=str(uuid.uuid4()))
+        key = str(uuid.uuid4())
+        deadline = time.monotonic() + self.http.retry_for
+        answer = await self.call("POST", "/api/payments", json=body, key=key)
+        # Payments learns of an order from OrderPlaced, a moment after placement: it says so with a
+        # retryable 409, and the client tries again.
+        while answer.status == 409 and is_retryable(answer) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            answer = await self.call("POST", "/api/payments", json=body, key=key)
         return expect(answer, 201, 200, what=f"start {provider} payment")
 
     async def payment(self, payment_id: str) -> Any:

@@ -205,8 +205,9 @@ class Cluster:
             "SHOP_CATALOG_URL": self.url("catalog"),
             "SHOP_ORDERS_URL": self.url("orders"),
             "SHOP_PAYMENTS_URL": self.url("payments"),
-            "STRIPE_API_BASE": self.url("stripe-sandbox"),
-            "BKASH_BASE_URL": self.url("bkash-sandbox"),
+            # Payments uses the sandboxes while no real provider keys are configured.
+            "SHOP_SANDBOX_STRIPE_URL": self.url("stripe-sandbox"),
+            "SHOP_SANDBOX_BKASH_URL": self.url("bkash-sandbox"),
             "SHOP_SANDBOX_STRIPE_WEBHOOK_URL": f"{gateway}/api/payments/webhooks/stripe",
             "PYTHONUNBUFFERED": "1",
         }
