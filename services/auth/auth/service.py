@@ -49,8 +49,8 @@ def _now() -> datetime:
 
 
 def register(uow: UnitOfWork, passwords: Passwords, *, email: str, password: str, full_name: str) -> User:
-    email = valid_email(email)
-    password_hash = passwords.hash(check_new_password(password))  # before the transaction: it is slow
+    """`email` and `password` as RegisterRequest validated them."""
+    password_hash = passwords.hash(password)  # before the transaction: it is slow
     session = uow.session
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("an account with this email already exists")
@@ -77,11 +77,12 @@ def register(uow: UnitOfWork, passwords: Passwords, *, email: str, password: str
 def login(uow: UnitOfWork, security: Security, *, email: str, password: str) -> IssuedTokens:
     email = canonical_email(email)
     session = uow.session
-    now = _now()
     _serialise_logins_of(session, email)
-    since = now - security.login_window
+    now = _now()  # after the wait for the lock: the failure count is read as of now
     failures = session.scalars(
-        select(LoginFailure.failed_at).where(LoginFailure.email == email, LoginFailure.failed_at > since)
+        select(LoginFailure.failed_at).where(
+            LoginFailure.email == email, LoginFailure.failed_at > now - security.login_window
+        )
     ).all()
     retry_after = login_retry_after(
         failures, now=now, max_failures=security.max_login_failures, window=security.login_window
@@ -95,7 +96,6 @@ def login(uow: UnitOfWork, security: Security, *, email: str, password: str) -> 
     # An unknown email is checked against a decoy hash: the same argon2 work, the same answer.
     matches = security.passwords.verify(user.password_hash if user else None, password)
     if user is None or not matches:
-        session.execute(delete(LoginFailure).where(LoginFailure.email == email, LoginFailure.failed_at <= since))
         session.add(LoginFailure(id=uuid.uuid4(), email=email, failed_at=now))
         uow.commit()
         log.info("login failed", extra={"email": email})
