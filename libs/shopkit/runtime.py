@@ -107,8 +107,8 @@ class ServiceRuntime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.relay.stop()
+        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout=5)
+        await asyncio.wait_for(self.relay.stop(), timeout=10)
         await self.transport.close()
         self.db.dispose()
         self.started = False

@@ -79,7 +79,11 @@ class RabbitMQTransport:
         for task in list(self._tasks):
             task.cancel()
         if self._connection is not None:
-            await self._connection.close()
+            try:
+                # A robust connection in the middle of reconnecting can wait for the broker forever.
+                await asyncio.wait_for(self._connection.close(), timeout=5)
+            except (TimeoutError, Exception):
+                log.warning("RabbitMQ connection did not close cleanly", exc_info=True)
         self._connection = None
 
     @property
