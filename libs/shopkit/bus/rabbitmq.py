@@ -82,7 +82,7 @@ class RabbitMQTransport:
             try:
                 # A robust connection in the middle of reconnecting can wait for the broker forever.
                 await asyncio.wait_for(self._connection.close(), timeout=5)
-            except (TimeoutError, Exception):
+            except Exception:
                 log.warning("RabbitMQ connection did not close cleanly", exc_info=True)
         self._connection = None
 
