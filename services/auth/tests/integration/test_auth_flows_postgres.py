@@ -184,3 +184,26 @@ def test_create_admin_command_creates_an_admin(pg_api: Any, pg_url: str, tmp_pat
     row = _user_row(pg_api, "ops@example.com")
     assert row is not None and row.role == "admin"
     pg_api.login("ops@example.com", "Ops-Pass-1234")
+
+
+def test_two_replicas_refreshing_one_token_at_once_rotate_once_and_revoke_the_family(
+    pg_api: Any, make_settings: Any, pg_url: str
+) -> None:
+    pg_api.register("twins@example.com")
+    tokens = pg_api.login("twins@example.com")
+    body = {"refresh_token": tokens["refresh_token"]}
+    with ServerThread(create_app(make_settings(database_url=pg_url))) as server:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(
+                pool.map(
+                    lambda send: send(),
+                    [
+                        lambda: pg_api.client.post("/api/auth/refresh", json=body),
+                        lambda: httpx.post(f"{server.url}/api/auth/refresh", json=body, timeout=30),
+                    ],
+                )
+            )
+    assert sorted(a.status_code for a in answers) == [200, 401]
+    # The second use of the token is a replay: the pair the first one got is revoked with its family.
+    winner = next(a for a in answers if a.status_code == 200).json()
+    assert pg_api.refresh(winner["refresh_token"]).status_code == 401
