@@ -300,10 +300,12 @@ class Cluster:
         status = _http_status(f"{self.url(name)}{member.ready_path or '/'}")
         return status == 200 if member.ready_path else status is not None
 
-    def wait_ready(self, timeout: float = 60.0, names: Iterable[str] | None = None) -> None:
+    def wait_ready(
+        self, timeout: float = 60.0, names: Iterable[str] | None = None, cancel: threading.Event | None = None
+    ) -> None:
         pending = set(names or self.members)
         deadline = time.monotonic() + timeout
-        while pending:
+        while pending and not (cancel and cancel.is_set()):
             pending = {name for name in pending if not self.is_ready(name)}
             if not pending:
                 return
@@ -468,9 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     cluster.start()
     try:
         try:
-            cluster.wait_ready(args.ready_timeout)
+            cluster.wait_ready(args.ready_timeout, cancel=stop_requested)
         except TimeoutError as exc:
             print(f"warning: {exc}", file=sys.stderr, flush=True)
+        if stop_requested.is_set():
+            return 0
         print(cluster.table(), flush=True)
         entry = cluster.url("gateway") if "gateway" in cluster.members else "-"
         print(f"shop is up at {entry}; Ctrl-C stops", flush=True)
