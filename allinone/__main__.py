@@ -6,9 +6,9 @@ import argparse
 import os
 
 import uvicorn
-from shopkit.settings import KitSettings
 
 from allinone.app import create_app
+from shopkit.settings import KitSettings
 
 
 def main() -> None:

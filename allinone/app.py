@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.settings import KitSettings
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 DEV_ADMIN_EMAIL = "admin@example.com"
 DEV_ADMIN_PASSWORD = "Admin-Pass-123"
@@ -35,7 +36,6 @@ class AllInOne:
         from gateway.app import create_app as create_gateway
         from orders.app import create_app as create_orders
         from payments.app import create_app as create_payments
-
         from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
         from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
 

@@ -141,7 +141,7 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def current_principal(request: Request) -> Principal:
+async def current_principal(request: Request) -> Principal:  # async: no thread hop for a CPU-light check
     token = bearer_token(request)
     if token is None:
         raise Unauthenticated()
@@ -149,7 +149,7 @@ def current_principal(request: Request) -> Principal:
     return verifier.verify(token)
 
 
-def require_admin(principal: Principal = Depends(current_principal)) -> Principal:
+async def require_admin(principal: Principal = Depends(current_principal)) -> Principal:
     if not principal.is_admin:
         raise Forbidden("this needs the admin role")
     return principal

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from contracts import Envelope, EventData, new_envelope
 from sqlalchemy import CHAR, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
+
+from contracts import Envelope, EventData, new_envelope
 
 log = logging.getLogger("shopkit.db")
 
@@ -52,7 +53,9 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it is one more round trip per checkout. A connection that died with the server
+        # fails its request once (503) and the pool is invalidated, see problems.py.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args=connect_args,
     )
@@ -139,7 +142,7 @@ class Database:
     def unit_of_work(self, causation: Envelope | None = None) -> Iterator[UnitOfWork]:
         with self.sessions() as session:
             uow = UnitOfWork(
-                session, producer=self.service, after_commit=self._outbox_written, causation=causation
+                session, producer=self.service, after_commit=self.outbox_written, causation=causation
             )
             try:
                 yield uow
@@ -147,7 +150,7 @@ class Database:
                 uow.rollback()
                 raise
 
-    def _outbox_written(self) -> None:
+    def outbox_written(self) -> None:
         # Read once: the relay unhooks itself from the event loop's thread while request threads commit.
         hook = self.on_outbox_write
         if hook is None:

@@ -6,11 +6,11 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from contracts import Envelope
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from contracts import Envelope
 from shopkit.bus import Transport, TransportUnavailable
 from shopkit.db import GUID, Database, kit_metadata
 

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from shopkit.auth import TokenVerifier, load_keys
 from shopkit.bus import Transport
@@ -107,8 +108,15 @@ class ServiceRuntime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.wait_for(asyncio.gather(*self._tasks, return_exceptions=True), timeout=5)
-        await asyncio.wait_for(self.relay.stop(), timeout=10)
+        if self._tasks:
+            # Bounded: a task stuck on a broker that is away must not hold the process up.
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            if stuck:
+                log.warning("%d background tasks did not stop in time", len(stuck))
+        try:
+            await asyncio.wait_for(self.relay.stop(), timeout=10)
+        except TimeoutError:
+            log.warning("outbox relay did not stop in time")
         await self.transport.close()
         self.db.dispose()
         self.started = False
@@ -161,10 +169,22 @@ def get_runtime(request: Request) -> ServiceRuntime:
     return runtime
 
 
-def get_uow(request: Request) -> Any:
-    """FastAPI dependency: a unit of work for this request (use with `Depends`)."""
-    with get_runtime(request).db.unit_of_work() as uow:
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    """FastAPI dependency: a unit of work for this request (use with `Depends`).
+
+    Async on purpose: a sync generator dependency costs two thread hops per request. The session
+    connects lazily in the route's thread; closing it is I/O (a rollback) only if a transaction is
+    still open, and only then is it sent to a thread."""
+    db = get_runtime(request).db
+    session = db.sessions()
+    uow = UnitOfWork(session, producer=db.service, after_commit=db.outbox_written)
+    try:
         yield uow
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 UowFactory = Callable[[], Any]

@@ -25,18 +25,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg2
+from psycopg2 import sql
+from sqlalchemy import func, insert, select
+
 from catalog.app import MIGRATIONS
 from catalog.handlers import HANDLERS
 from catalog.models import Product, StockMovement
 from contracts import OrderLine, PaymentSucceeded, new_envelope
-from psycopg2 import sql
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.migrate import upgrade
 from shopkit.provision import provision
 from shopkit.settings import KitSettings
 from shopkit.testing import with_database
-from sqlalchemy import func, insert, select
 
 THREADS = 16
 SERVICE_SECONDS = 6.0

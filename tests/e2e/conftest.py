@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from shopkit import testing
 
+from shopkit import testing
 from tools.supervisor import Cluster, free_base_port
 
 ADMIN_EMAIL = "e2e-admin@example.com"

@@ -10,6 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from contracts import (
     EVENT_TYPES,
     Envelope,
@@ -28,7 +30,6 @@ from contracts import (
     new_envelope,
     parse_data,
 )
-from pydantic import ValidationError
 
 pytestmark = pytest.mark.unit
 

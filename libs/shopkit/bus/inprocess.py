@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass, field
 
 from contracts import Envelope
-
 from shopkit.bus import MessageHandler
 
 log = logging.getLogger("shopkit.bus.inprocess")

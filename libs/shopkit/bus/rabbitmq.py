@@ -17,8 +17,8 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import DeliveryError
-from contracts import Envelope
 
+from contracts import Envelope
 from shopkit.bus import MessageHandler, TransportUnavailable
 
 log = logging.getLogger("shopkit.bus.rabbitmq")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
+
 from contracts import OrderCancelled
 from shopkit.bus.rabbitmq import RabbitMQTransport, dead_letter_queue, retry_queue
 from shopkit.db import GUID, Database, UnitOfWork, kit_metadata
 from shopkit.settings import KitSettings
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
 KIT_MIGRATIONS = Path(__file__).parent / "kit_migrations"
 RETRY_DELAYS = [0.1, 0.2]

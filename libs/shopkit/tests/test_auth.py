@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
+
 from shopkit.auth import ADMIN, CUSTOMER, KeyPair, Principal, TokenVerifier, current_principal, require_admin
 from shopkit.problems import Unauthenticated, install_problem_handlers
 

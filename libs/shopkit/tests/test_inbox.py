@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+
 from contracts import OrderCancelled, new_envelope
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database, UnitOfWork

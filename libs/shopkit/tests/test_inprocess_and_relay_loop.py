@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 
 import pytest
+
 from contracts import Envelope, OrderPlaced, new_envelope
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.db import Database

@@ -4,6 +4,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 from psycopg2 import errors
+
 from shopkit.settings import KitSettings
 
 pytestmark = pytest.mark.integration

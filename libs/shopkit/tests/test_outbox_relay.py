@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 import aio_pika
 import pytest
+from sqlalchemy import select
+
 from contracts import Envelope, OrderCancelled
 from shopkit.bus.rabbitmq import RabbitMQTransport
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.outbox import DEAD, PENDING, SENT, OutboxRelay, outbox, replay_dead
-from sqlalchemy import select
 
 from .conftest import applied, cancelled, make_kit_database, on_order_cancelled
 

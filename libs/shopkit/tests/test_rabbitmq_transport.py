@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 
 import pytest
+
 from contracts import Envelope, OrderCancelled, new_envelope
 from shopkit.bus.rabbitmq import RabbitMQTransport
 from shopkit.consumer import EventDispatcher

@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 
 import aio_pika
 import pytest
+from sqlalchemy import select
+
 from contracts import OrderCancelled, new_envelope
 from shopkit.bus.rabbitmq import RabbitMQTransport, dead_letter_queue
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database, UnitOfWork
 from shopkit.outbox import DEAD, PENDING, SENT, outbox
-from sqlalchemy import select
 
 from .conftest import applied, cancelled, on_order_cancelled
 from .test_outbox_relay import wait_until

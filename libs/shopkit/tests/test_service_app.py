@@ -12,6 +12,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
+
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.outbox import DEAD, outbox
 from shopkit.problems import Conflict

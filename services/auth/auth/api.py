@@ -4,13 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from shopkit.auth import Principal, current_principal
-from shopkit.db import UnitOfWork
-from shopkit.runtime import get_runtime, get_uow
 
 from auth import service
 from auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair, UserOut
 from auth.service import IssuedTokens, Security
+from shopkit.auth import Principal, current_principal
+from shopkit.db import UnitOfWork
+from shopkit.runtime import get_runtime, get_uow
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 

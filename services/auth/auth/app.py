@@ -10,15 +10,15 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
-from shopkit.bus import Transport
-from shopkit.jobs import PeriodicJob
-from shopkit.runtime import ServiceRuntime
 
 from auth import api, service
 from auth.passwords import Passwords
 from auth.service import Security
 from auth.settings import AuthSettings
 from auth.tokens import TokenIssuer
+from shopkit.bus import Transport
+from shopkit.jobs import PeriodicJob
+from shopkit.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -10,14 +10,13 @@ import argparse
 import getpass
 import sys
 
-from shopkit.db import Database
-from shopkit.migrate import upgrade
-
 from auth.app import MIGRATIONS
 from auth.domain import InvalidCredentialsFormat, canonical_email
 from auth.passwords import Passwords
 from auth.service import ensure_admin
 from auth.settings import AuthSettings
+from shopkit.db import Database
+from shopkit.migrate import upgrade
 
 OUTCOMES = {
     "created": "created admin {email}",

@@ -4,9 +4,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from shopkit.db import GUID
 from sqlalchemy import DateTime, ForeignKey, Index, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shopkit.db import GUID
 
 
 class Base(DeclarativeBase):

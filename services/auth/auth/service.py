@@ -8,9 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from shopkit.auth import ADMIN, CUSTOMER
-from shopkit.db import UnitOfWork
-from shopkit.problems import Conflict, TooManyRequests, Unauthenticated
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +16,9 @@ from auth.domain import as_utc, canonical_email, check_new_password, login_retry
 from auth.models import LoginFailure, RefreshToken, User
 from auth.passwords import Passwords
 from auth.tokens import TokenIssuer, new_refresh_token, refresh_token_hash
+from shopkit.auth import ADMIN, CUSTOMER
+from shopkit.db import UnitOfWork
+from shopkit.problems import Conflict, TooManyRequests, Unauthenticated
 
 log = logging.getLogger("auth.service")
 

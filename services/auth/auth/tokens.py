@@ -10,6 +10,7 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+
 from shopkit.auth import KeyPair
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from fastapi.testclient import TestClient
+
 from auth.app import create_app
 from auth.settings import AuthSettings
-from fastapi.testclient import TestClient
 from shopkit.auth import load_keys
 from shopkit.runtime import ServiceRuntime
 

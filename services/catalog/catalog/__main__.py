@@ -1,5 +1,4 @@
-from shopkit.serve import serve
-
 from catalog.app import create_app
+from shopkit.serve import serve
 
 serve(create_app, name="catalog", default_port=8002)

@@ -5,9 +5,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from shopkit.auth import Principal, bearer_token, current_principal, require_admin
-from shopkit.db import UnitOfWork
-from shopkit.runtime import get_uow
 
 from catalog import service
 from catalog.schemas import (
@@ -23,6 +20,9 @@ from catalog.schemas import (
     StockMovementOut,
     StockMovementPage,
 )
+from shopkit.auth import Principal, bearer_token, current_principal, require_admin
+from shopkit.db import UnitOfWork
+from shopkit.runtime import get_uow
 
 router = APIRouter(prefix="/api/products", tags=["catalog"])
 internal = APIRouter(prefix="/internal/products", tags=["internal"], include_in_schema=False)
@@ -33,11 +33,11 @@ Page = Annotated[int, Query(ge=1, le=1_000_000)]
 PageSize = Annotated[int, Query(ge=1, le=100)]
 
 
-def optional_principal(request: Request) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
     """The caller if a token came along: the public product page shows archived products to admins."""
     if bearer_token(request) is None:
         return None
-    return current_principal(request)
+    return await current_principal(request)
 
 
 @router.get("", response_model=ProductPage)

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from shopkit.bus import Transport
-from shopkit.runtime import ServiceRuntime
 
 from catalog import api
 from catalog.handlers import HANDLERS
 from catalog.settings import CatalogSettings
+from shopkit.bus import Transport
+from shopkit.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -2,11 +2,10 @@
 inbox record and commits; these never commit themselves."""
 from __future__ import annotations
 
+from catalog import service
 from contracts import PaymentRefunded, PaymentSucceeded
 from shopkit.consumer import Handlers
 from shopkit.db import UnitOfWork
-
-from catalog import service
 
 
 def on_payment_succeeded(event: PaymentSucceeded, uow: UnitOfWork) -> None:

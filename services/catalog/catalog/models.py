@@ -6,7 +6,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shopkit.db import GUID
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -23,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
+
+from shopkit.db import GUID
 
 MOVEMENT_CAUSES = ("initial", "adjustment", "order_commit", "release")
 DECISION_OUTCOMES = ("committed", "rejected")

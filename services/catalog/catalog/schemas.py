@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from contracts.events import Money
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from catalog.domain import MAX_STOCK
+from contracts.events import Money
 
 Price = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
 Sku = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]

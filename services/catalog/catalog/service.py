@@ -7,9 +7,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
-from shopkit.db import UnitOfWork
-from shopkit.problems import Conflict, NotFound
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,6 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from catalog import domain
 from catalog.models import Product, StockDecision, StockMovement, search_document
 from catalog.schemas import ProductCreate, ProductFilters, ProductUpdate, StockAdjustment
+from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
+from shopkit.db import UnitOfWork
+from shopkit.problems import Conflict, NotFound
 
 # Core tables for the stock path: fewer statements and less ORM work while rows are locked.
 PRODUCTS = cast(Table, Product.__table__)

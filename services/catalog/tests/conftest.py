@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+
 from catalog.app import MIGRATIONS
 from catalog.handlers import HANDLERS
 from catalog.models import Product, StockMovement

@@ -1,5 +1,4 @@
-from shopkit.serve import serve
-
 from gateway.app import create_app
+from shopkit.serve import serve
 
 serve(create_app, name="gateway", default_port=8000)  # type: ignore[arg-type]

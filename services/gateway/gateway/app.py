@@ -9,15 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from shopkit.auth import TokenVerifier, load_keys
-from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, health_router
-from shopkit.problems import Problem, install_problem_handlers, problem_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.openapi import MergedOpenAPI
 from gateway.ratelimit import TokenBuckets, retry_after_header
 from gateway.settings import GatewaySettings
 from gateway.upstream import HOP_BY_HOP, AsgiUpstream, HttpUpstream, Upstream
+from shopkit.auth import TokenVerifier, load_keys
+from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, health_router
+from shopkit.problems import Problem, install_problem_handlers, problem_response
 
 # Path prefix → service. Anything else under /api is 404 here; /internal is never routed.
 ROUTES: dict[str, str] = {

@@ -8,8 +8,9 @@ import asyncio
 from typing import Protocol
 
 import aiohttp
-from shopkit.problems import problem_response
 from starlette.types import ASGIApp, Scope, Send
+
+from shopkit.problems import problem_response
 
 # Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
 HOP_BY_HOP = frozenset(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+
 from shopkit.auth import load_keys
 from shopkit.settings import KitSettings
 

@@ -4,11 +4,6 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from shopkit.auth import Principal, current_principal
-from shopkit.db import Database
-from shopkit.http import ServiceClient
-from shopkit.problems import Conflict, Unprocessable
-from shopkit.runtime import get_runtime
 from starlette.concurrency import run_in_threadpool
 
 from orders import service
@@ -25,13 +20,18 @@ from orders.domain import (
 )
 from orders.schemas import OrderOut, OrderPage, PlaceOrderIn
 from orders.settings import OrdersSettings
+from shopkit.auth import Principal, current_principal
+from shopkit.db import Database
+from shopkit.http import ServiceClient
+from shopkit.problems import Conflict, Unprocessable
+from shopkit.runtime import get_runtime
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 
 
 async def principal(request: Request) -> Principal:
     # Verifying a token is CPU-only and quick: do it on the loop rather than hop to the threadpool.
-    return current_principal(request)
+    return await current_principal(request)
 
 
 def get_db(request: Request) -> Database:

@@ -8,17 +8,17 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from shopkit.bus import Transport
-from shopkit.http import ServiceClient
-from shopkit.jobs import PeriodicJob
-from shopkit.problems import problem_response
-from shopkit.runtime import ServiceRuntime
 from starlette.types import ASGIApp
 
 from orders import api, service
 from orders.domain import InvalidTransition
 from orders.handlers import HANDLERS
 from orders.settings import OrdersSettings
+from shopkit.bus import Transport
+from shopkit.http import ServiceClient
+from shopkit.jobs import PeriodicJob
+from shopkit.problems import problem_response
+from shopkit.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -5,11 +5,11 @@ import logging
 import uuid
 
 from pydantic import ValidationError
-from shopkit.http import ServiceClient, UpstreamUnavailable
-from shopkit.problems import ServiceUnavailable
 
 from orders.domain import CatalogProduct
 from orders.schemas import CatalogLookupIn
+from shopkit.http import ServiceClient, UpstreamUnavailable
+from shopkit.problems import ServiceUnavailable
 
 log = logging.getLogger("orders.catalog")
 

@@ -14,12 +14,11 @@ from contracts import (
     StockCommitted,
     StockRejected,
 )
-from shopkit.consumer import Handlers
-from shopkit.db import UnitOfWork
-
 from orders.domain import OrderStatus
 from orders.models import Order, RefundedPayment
 from orders.service import add_note, change_status, lock_order, utcnow
+from shopkit.consumer import Handlers
+from shopkit.db import UnitOfWork
 
 log = logging.getLogger("orders.handlers")
 

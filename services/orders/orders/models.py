@@ -5,7 +5,6 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from shopkit.db import GUID
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -21,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orders.domain import OrderStatus
+from shopkit.db import GUID
 
 _STATUSES = ", ".join(f"'{s.value}'" for s in OrderStatus)
 

@@ -5,9 +5,9 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from contracts.events import Money
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.events import Money
 from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
 
 

@@ -6,17 +6,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from contracts import OrderCancelled, OrderLine, OrderPlaced, PaymentSucceeded, RefundRequested
-from shopkit.auth import Principal
-from shopkit.db import Database
-from shopkit.problems import Conflict, Forbidden, NotFound
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts import OrderCancelled, OrderLine, OrderPlaced, PaymentSucceeded, RefundRequested
 from orders.domain import OrderStatus, PricedLine, transition
 from orders.models import Order, OrderEvent, OrderItem
 from orders.schemas import OrderItemOut, OrderOut, OrderPage, TimelineEntry
+from shopkit.auth import Principal
+from shopkit.db import Database
+from shopkit.problems import Conflict, Forbidden, NotFound
 
 log = logging.getLogger("orders.service")
 

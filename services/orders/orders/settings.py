@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pydantic import Field
+
 from shopkit.settings import KitSettings
 
 

@@ -13,15 +13,16 @@ from typing import Any, TypeVar
 
 import jwt
 import pytest
-from contracts import Envelope, EventData, new_envelope
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+
+from contracts import Envelope, EventData, new_envelope
 from orders.app import create_app
 from orders.settings import OrdersSettings
 from shopkit.auth import load_keys
 from shopkit.bus.rabbitmq import RabbitMQTransport
 from shopkit.settings import KitSettings
-from sqlalchemy import Engine, create_engine, text
 
 T = TypeVar("T")
 

@@ -11,12 +11,12 @@ import stripe
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
-from shopkit.auth import Principal, current_principal, require_admin
-from shopkit.problems import BadRequest
 
 from payments.domain import public_status
 from payments.schemas import CallbackOutcome, PaymentCreate, PaymentOut, PaymentPage, RefundCreate
 from payments.service import PaymentService
+from shopkit.auth import Principal, current_principal, require_admin
+from shopkit.problems import BadRequest
 
 log = logging.getLogger("payments.api")
 

@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from shopkit.bus import Transport
-from shopkit.consumer import EventDispatcher
-from shopkit.jobs import PeriodicJob
-from shopkit.runtime import ServiceRuntime
 
 from payments import api
 from payments.audit import ProviderLogger
@@ -17,6 +13,10 @@ from payments.handlers import build_handlers
 from payments.service import PaymentService
 from payments.settings import PaymentsSettings
 from payments.stripe_adapter import StripeGateway
+from shopkit.bus import Transport
+from shopkit.consumer import EventDispatcher
+from shopkit.jobs import PeriodicJob
+from shopkit.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

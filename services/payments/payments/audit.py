@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from shopkit.db import Database
 from sqlalchemy.orm import Session
 
 from payments.domain import redact, scrub
 from payments.models import ProviderLog
+from shopkit.db import Database
 
 log = logging.getLogger("payments.audit")
 

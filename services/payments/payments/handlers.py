@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from contracts import OrderCancelled, OrderPlaced, RefundRequested
-from shopkit.consumer import Handlers
-from shopkit.db import UnitOfWork
 from sqlalchemy import select
 
+from contracts import OrderCancelled, OrderPlaced, RefundRequested
 from payments.audit import for_payment, logged_in
 from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
 from payments.models import PayableOrder, Payment
 from payments.service import PaymentService
+from shopkit.consumer import Handlers
+from shopkit.db import UnitOfWork
 
 log = logging.getLogger("payments.handlers")
 

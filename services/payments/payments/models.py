@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from shopkit.db import GUID
 from sqlalchemy import JSON, DateTime, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shopkit.db import GUID
 
 
 def utcnow() -> datetime:

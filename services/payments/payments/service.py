@@ -12,14 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import stripe
-from contracts import OrderLine, PaymentFailed, PaymentRefunded, PaymentSucceeded
-from shopkit.auth import Principal
-from shopkit.db import Database, UnitOfWork
-from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts import OrderLine, PaymentFailed, PaymentRefunded, PaymentSucceeded
 from payments.audit import ProviderLogger, for_payment
 from payments.bkash_adapter import BkashGateway, BkashRefused, BkashUnavailable
 from payments.domain import (
@@ -41,6 +38,9 @@ from payments.domain import (
 from payments.models import PayableOrder, Payment, Refund, WebhookEvent
 from payments.settings import PaymentsSettings
 from payments.stripe_adapter import ProviderUnavailable, StripeGateway
+from shopkit.auth import Principal
+from shopkit.db import Database, UnitOfWork
+from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 log = logging.getLogger("payments.service")
 

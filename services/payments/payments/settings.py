@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from shopkit.settings import KitSettings
 
 # Safe only against the local sandboxes (and bKash's public sandbox): production refuses them.

@@ -15,18 +15,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from contracts import OrderLine, OrderPlaced, new_envelope
 from fastapi import FastAPI
-from payments.app import create_app
-from payments.settings import PaymentsSettings
-from shopkit.auth import load_keys
-from shopkit.settings import KitSettings
-from shopkit.testing import ServerThread, free_port
 from sqlalchemy import select, text
 
+from contracts import OrderLine, OrderPlaced, new_envelope
+from payments.app import create_app
+from payments.settings import PaymentsSettings
 from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
 from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
 from sandbox.stripe_sandbox.settings import StripeSandboxSettings
+from shopkit.auth import load_keys
+from shopkit.settings import KitSettings
+from shopkit.testing import ServerThread, free_port
 
 
 def make_token(settings: KitSettings, user_id: uuid.UUID, role: str = "customer") -> str:

@@ -1,4 +1,5 @@
-from shopkit.migrate import run_migrations
 from sqlalchemy import MetaData
+
+from shopkit.migrate import run_migrations
 
 run_migrations(MetaData())

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from auth.models import User
 from sqlalchemy import func, select
+
+from auth.models import User
 
 pytestmark = pytest.mark.integration
 

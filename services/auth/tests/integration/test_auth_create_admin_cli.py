@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
 from auth import create_admin
 from auth.models import User
 from auth.settings import AuthSettings
 from shopkit.db import Database
-from sqlalchemy import select
 
 pytestmark = pytest.mark.integration
 

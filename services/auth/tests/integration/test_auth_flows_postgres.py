@@ -11,11 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+
 from auth.app import create_app
 from auth.models import LoginFailure, RefreshToken, User
-from fastapi.testclient import TestClient
 from shopkit.testing import ServerThread
-from sqlalchemy import select, update
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
+
 from auth import service
 from auth.models import LoginFailure, RefreshToken
-from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from shopkit.auth import load_keys
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,10 @@ from pathlib import Path
 import jwt
 import pytest
 from argon2 import PasswordHasher
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from pydantic import ValidationError
+
 from auth.domain import (
     InvalidCredentialsFormat,
     canonical_email,
@@ -19,9 +23,6 @@ from auth.domain import (
 from auth.passwords import Passwords
 from auth.settings import DEFAULT_ADMIN_PASSWORD, AuthSettings
 from auth.tokens import TokenIssuer, new_refresh_token, refresh_token_hash
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from pydantic import ValidationError
 from shopkit.auth import KeyPair, TokenVerifier
 from shopkit.problems import Unauthenticated
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
-from fastapi.testclient import TestClient
 from shopkit import testing
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +124,10 @@ def test_search_uses_the_full_text_index_on_postgresql(catalog: Catalog) -> None
     runtime = catalog.client.app.state.runtime  # type: ignore[attr-defined]
     if runtime.db.is_sqlite:
         pytest.skip("SQLite searches with LIKE, there is no index to use")
+    from sqlalchemy import select
+
     from catalog.models import Product
     from catalog.service import _matches
-    from sqlalchemy import select
 
     query = select(Product.id).where(_matches("rice tea", "postgresql"))
     with runtime.db.engine.connect() as connection:

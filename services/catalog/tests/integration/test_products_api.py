@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
 from catalog.app import create_app
 from catalog.models import Product, StockMovement
 from catalog.settings import CatalogSettings
-from fastapi.testclient import TestClient
 from shopkit import testing
-from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

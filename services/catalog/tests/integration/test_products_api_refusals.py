@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
-from fastapi.testclient import TestClient
 
 pytestmark = pytest.mark.integration
 

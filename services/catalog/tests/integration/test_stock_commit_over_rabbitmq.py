@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
 from contracts import Envelope
-from fastapi.testclient import TestClient
 from shopkit.bus.rabbitmq import RabbitMQTransport
 
 pytestmark = pytest.mark.integration

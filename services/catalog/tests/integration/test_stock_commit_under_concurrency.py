@@ -10,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+
 from catalog.models import Product, StockDecision, StockMovement
 from contracts import Envelope
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.outbox import outbox
-from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+
 from catalog.app import MIGRATIONS
 from catalog.handlers import HANDLERS
 from catalog.models import Product, StockMovement
@@ -18,7 +20,6 @@ from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.migrate import upgrade
 from shopkit.outbox import outbox
-from sqlalchemy import func, select
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+
 from catalog import domain
 from catalog.domain import StockLevel
 from contracts import OrderLine, Shortage

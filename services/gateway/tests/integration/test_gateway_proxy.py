@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
 from gateway.app import asgi_upstreams, create_app
 from gateway.settings import GatewaySettings
 from gateway.upstream import HttpUpstream

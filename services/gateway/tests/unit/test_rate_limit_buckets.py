@@ -1,4 +1,5 @@
 import pytest
+
 from gateway.app import route_for
 from gateway.ratelimit import TokenBuckets, retry_after_header
 

@@ -6,6 +6,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+
 from contracts import (
     OrderLine,
     PaymentFailed,

@@ -7,13 +7,14 @@ from decimal import Decimal
 
 import jwt
 import pytest
-from contracts import PaymentSucceeded, Shortage, StockRejected, new_envelope
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from contracts import PaymentSucceeded, Shortage, StockRejected, new_envelope
 from orders.app import create_app
 from orders.service import cancel_expired_orders, redrive_stuck_orders
 from orders.settings import OrdersSettings
 from shopkit.auth import load_keys
-from sqlalchemy import text
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from orders.app import create_app
 from shopkit.testing import ServerThread, free_port
 

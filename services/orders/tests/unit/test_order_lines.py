@@ -5,6 +5,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+
 from orders.domain import (
     CatalogProduct,
     InsufficientStock,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from orders.domain import TERMINAL, TRANSITIONS, InvalidTransition, OrderStatus, can_transition, transition
 
 pytestmark = pytest.mark.unit

@@ -6,6 +6,7 @@ import uuid
 
 import httpx
 import pytest
+
 from contracts import OrderCancelled, RefundRequested
 
 pytestmark = pytest.mark.integration

@@ -3,6 +3,7 @@
 Revision ID: 0001
 """
 from alembic import op
+
 from shopkit import inbox, outbox  # noqa: F401  (registers the tables on kit_metadata)
 from shopkit.db import kit_metadata
 
