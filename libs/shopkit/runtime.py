@@ -16,7 +16,6 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
 from shopkit.auth import TokenVerifier, load_keys
 from shopkit.bus import Transport
@@ -174,7 +173,8 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
 
     Async on purpose: a sync generator dependency costs two thread hops per request. The session
     connects lazily in the route's thread; closing it is I/O (a rollback) only if a transaction is
-    still open, and only then is it sent to a thread."""
+    still open, and only then is it sent to a thread: the loop's executor, not the routes' threadpool,
+    since routes blocked on a full connection pool would otherwise keep the closes that free it waiting."""
     db = get_runtime(request).db
     session = db.sessions()
     uow = UnitOfWork(session, producer=db.service, after_commit=db.outbox_written)
@@ -182,7 +182,7 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
     finally:
         if session.in_transaction():
-            await run_in_threadpool(session.close)
+            await asyncio.to_thread(session.close)
         else:
             session.close()
 
