@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SRC_DIRS := libs services/auth services/catalog services/orders services/payments services/gateway .
 
-.PHONY: help install run run-distributed test test-unit test-e2e lint bench schemas clean
+.PHONY: help install run run-distributed up test test-unit test-e2e lint bench schemas clean
 
 help:
 	@echo "make run              the whole shop in one process on http://127.0.0.1:8000 (SQLite, in-process bus, sandboxes)"
@@ -27,8 +27,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m allinone
 
+# Local defaults for the servers this machine runs; the environment overrides them.
+run-distributed: export SHOP_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/shop
+run-distributed: export SHOP_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 run-distributed: $(STAMP)
-	$(BIN)/python -m tools.supervisor
+	$(BIN)/python -m tools.supervisor --log-dir var/log
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -41,7 +44,10 @@ test-e2e: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy libs services/*/[a-z]* sandbox allinone tools
+	$(BIN)/mypy libs/shopkit libs/contracts $(foreach s,auth catalog orders payments gateway,services/$(s)/$(s)) sandbox allinone tools
+
+up:
+	docker compose up --build
 
 bench: $(STAMP)
 	$(BIN)/python -m tools.bench

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import Column, DateTime, String, Table, insert
+from sqlalchemy import Column, CursorResult, DateTime, String, Table, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -34,10 +35,12 @@ def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler:
         "handled_at": datetime.now(UTC),
     }
     dialect = session.get_bind().dialect.name
+    stmt: Any
     if dialect == "postgresql":
         stmt = pg_insert(inbox).values(**values).on_conflict_do_nothing()
     elif dialect == "sqlite":
         stmt = sqlite_insert(inbox).values(**values).on_conflict_do_nothing()
     else:  # pragma: no cover - only the two dialects above are supported
         stmt = insert(inbox).values(**values)
-    return bool(session.execute(stmt).rowcount)
+    result = cast(CursorResult[Any], session.execute(stmt))
+    return bool(result.rowcount)

@@ -5,8 +5,9 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,9 +21,9 @@ from shopkit.problems import Conflict, Forbidden, NotFound
 
 log = logging.getLogger("orders.service")
 
-orders_table = Order.__table__
-items_table = OrderItem.__table__
-events_table = OrderEvent.__table__
+orders_table = cast(Table, Order.__table__)
+items_table = cast(Table, OrderItem.__table__)
+events_table = cast(Table, OrderEvent.__table__)
 
 
 def utcnow() -> datetime:

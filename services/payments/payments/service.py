@@ -356,7 +356,7 @@ class PaymentService:
     def run_refund(self, refund_id: uuid.UUID) -> None:
         """Ask the provider for a pending ledger row's refund, once per lease, then record the outcome."""
         with self.db.unit_of_work() as uow:
-            claimed = uow.session.execute(
+            claimed = uow.session.execute(  # type: ignore[attr-defined]
                 update(Refund)
                 .where(
                     Refund.id == refund_id,
@@ -629,7 +629,7 @@ class PaymentService:
         # The transition initiated → executing is the guard: a reloaded callback finds it taken and
         # only reads the state, so Execute is called at most once per payment.
         with self.db.unit_of_work() as uow:
-            claimed = uow.session.execute(
+            claimed = uow.session.execute(  # type: ignore[attr-defined]
                 update(Payment)
                 .where(Payment.id == payment_id, Payment.status == PaymentStatus.INITIATED)
                 .values(status=PaymentStatus.EXECUTING, updated_at=now())

@@ -155,7 +155,7 @@ def _line_items(amount: Decimal, currency: str, lines: list[dict[str, Any]]) -> 
         }
         for line in lines
     ]
-    total = sum(item["price_data"]["unit_amount"] * item["quantity"] for item in items)
+    total = sum(item["price_data"]["unit_amount"] * item["quantity"] for item in items)  # type: ignore[index]
     if not items or total != to_minor_units(amount):
         # The amount charged must be the order's, whatever the lines add up to.
         return [
