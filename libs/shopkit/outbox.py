@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, func, select, update
 from sqlalchemy.engine import Connection
@@ -15,6 +17,8 @@ from shopkit.bus import Transport, TransportUnavailable
 from shopkit.db import GUID, Database, kit_metadata
 
 log = logging.getLogger("shopkit.outbox")
+
+T = TypeVar("T")
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 
@@ -140,26 +144,35 @@ class OutboxRelay:
 
     async def publish_once(self) -> int:
         """Claim, publish and mark one batch. Returns how many rows were marked sent."""
-        connection = await asyncio.to_thread(self._claim_connection)
+        claimed = await _in_thread(self._open_and_claim)
+        if claimed is None:
+            return 0
+        connection, rows = claimed
         try:
-            rows = await asyncio.to_thread(self._claim, connection)
-            if not rows:
-                await asyncio.to_thread(connection.rollback)
-                return 0
             envelopes = [Envelope.model_validate(row.envelope) for row in rows]
             failures = await self.transport.publish(envelopes)
-            await asyncio.to_thread(self._mark, connection, rows, failures)
-            sent = len(rows) - len(failures)
-            self.published += sent
-            return sent
+            await _in_thread(self._mark, connection, rows, failures)
         except BaseException:
-            await asyncio.to_thread(connection.rollback)
+            await _in_thread(_rollback, connection)
             raise
         finally:
-            await asyncio.to_thread(connection.close)
+            await _in_thread(connection.close)
+        sent = len(rows) - len(failures)
+        self.published += sent
+        return sent
 
-    def _claim_connection(self) -> Connection:
-        return self.db.engine.connect()
+    def _open_and_claim(self) -> tuple[Connection, list] | None:
+        connection = self.db.engine.connect()
+        try:
+            rows = self._claim(connection)
+        except BaseException:
+            connection.close()
+            raise
+        if not rows:
+            connection.rollback()
+            connection.close()
+            return None
+        return connection, rows
 
     def _claim(self, connection: Connection) -> list:
         query = (
@@ -192,3 +205,19 @@ class OutboxRelay:
                 .values(attempts=attempts, last_error=error[:2000], status=status)
             )
         connection.commit()
+
+
+def _rollback(connection: Connection) -> None:
+    if connection.in_transaction():
+        connection.rollback()
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking DB call in a thread and see it through even if we are cancelled meanwhile: the
+    connection must not be touched by the clean-up while the call is still using it."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise

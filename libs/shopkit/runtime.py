@@ -152,6 +152,9 @@ class ServiceRuntime:
 
     def create_app(self, *, title: str, description: str = "", **kwargs: Any) -> FastAPI:
         configure_logging(self.settings.log_level, self.settings.log_json)
+        # FastAPI's built-in OpenTelemetry hooks look for a provider on every request; the shop exports
+        # Prometheus metrics itself, so they stay off unless a caller passes its own telemetry config.
+        kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
         app = FastAPI(title=title, description=description, lifespan=self.lifespan, **kwargs)
         app.state.runtime = self
         app.state.settings = self.settings
