@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m allinone
+	MALLOC_ARENA_MAX=2 $(BIN)/python -m allinone
 
 # Local defaults for the servers this machine runs; the environment overrides them.
 run-distributed: export SHOP_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/shop
