@@ -37,16 +37,22 @@ outbox = Table(
 )
 
 
+# Built once: a statement with .values() per call is a new construct to build, hash and look up in the
+# compiled cache every time; this one is compiled once and only its parameters change.
+_INSERT_OUTBOX = outbox.insert()
+
+
 def add_to_outbox(session: Session, envelope: Envelope) -> None:
-    session.execute(
-        outbox.insert().values(
-            id=envelope.id,
-            event_type=envelope.type,
-            envelope=envelope.model_dump(mode="json"),
-            status=PENDING,
-            attempts=0,
-            created_at=datetime.now(UTC),
-        )
+    session.connection().execute(
+        _INSERT_OUTBOX,
+        {
+            "id": envelope.id,
+            "event_type": envelope.type,
+            "envelope": envelope.model_dump(mode="json"),
+            "status": PENDING,
+            "attempts": 0,
+            "created_at": datetime.now(UTC),
+        },
     )
 
 

@@ -5,6 +5,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import Table, func, insert, select, update
@@ -177,51 +178,14 @@ def place_order(
     try:
         with db.unit_of_work() as uow:
             session = uow.session
-            session.execute(
-                insert(orders_table).values(
-                    id=order_id,
-                    user_id=user_id,
-                    status=OrderStatus.PENDING_PAYMENT.value,
-                    currency=currency,
-                    total_amount=0,
-                    idempotency_key=idempotency_key,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=expires_at,
+            if db.is_sqlite or not lines:
+                total = _insert_order_portable(
+                    session, order_id, user_id, currency, lines, idempotency_key, reason, now, expires_at
                 )
-            )
-            session.execute(
-                insert(items_table),
-                [
-                    {
-                        "order_id": order_id,
-                        "product_id": line.product_id,
-                        "position": position,
-                        "sku": line.sku,
-                        "name": line.name,
-                        "unit_price": line.unit_price,
-                        "quantity": line.quantity,
-                        "line_total": line.line_total,
-                    }
-                    for position, line in enumerate(lines)
-                ],
-            )
-            session.execute(
-                insert(events_table).values(
-                    order_id=order_id, status=OrderStatus.PENDING_PAYMENT.value, reason=reason, at=now
+            else:
+                total = _insert_order_postgresql(
+                    session, order_id, user_id, currency, lines, idempotency_key, reason, now, expires_at
                 )
-            )
-            line_sum = (
-                select(func.coalesce(func.sum(items_table.c.line_total), 0))
-                .where(items_table.c.order_id == order_id)
-                .scalar_subquery()
-            )
-            total = session.execute(
-                update(orders_table)
-                .where(orders_table.c.id == order_id)
-                .values(total_amount=line_sum)
-                .returning(orders_table.c.total_amount)
-            ).scalar_one()
             order_lines_ = [
                 OrderLine(
                     product_id=line.product_id,
@@ -274,6 +238,127 @@ def place_order(
         updated_at=now,
         expires_at=expires_at,
     )
+
+
+# Placing an order is the hot path. On PostgreSQL it is one statement: the lines and the timeline entry
+# are inserted by data-modifying CTEs, and the order row is inserted with total_amount = the SUM over the
+# lines that statement inserted (RETURNING), so the total is still the database's sum of the stored
+# lines. The foreign keys of the lines and the timeline are checked at the end of the statement, when the
+# order row exists. The SQL is plain text per number of lines (no SQLAlchemy construct built or compiled
+# per call); exec_driver_sql still maps driver errors (a racing Idempotency-Key) to IntegrityError.
+_PG_PLACE_SQL: dict[int, str] = {}
+
+
+def _pg_place_sql(count: int) -> str:
+    sql = _PG_PLACE_SQL.get(count)
+    if sql is None:
+        values = ", ".join(
+            f"(%(id)s::uuid, %(p{i})s::uuid, {i}, %(s{i})s, %(n{i})s, %(u{i})s, %(q{i})s, %(t{i})s)"
+            for i in range(count)
+        )
+        sql = (
+            "WITH lines AS (INSERT INTO order_items"
+            " (order_id, product_id, position, sku, name, unit_price, quantity, line_total)"
+            f" VALUES {values} RETURNING line_total),"
+            " timeline AS (INSERT INTO order_events (order_id, status, reason, at)"
+            " VALUES (%(id)s::uuid, %(status)s, %(reason)s, %(now)s))"
+            " INSERT INTO orders (id, user_id, status, currency, total_amount, idempotency_key,"
+            " created_at, updated_at, expires_at)"
+            " SELECT %(id)s::uuid, %(user_id)s::uuid, %(status)s, %(currency)s,"
+            " COALESCE(SUM(line_total), 0), %(key)s, %(now)s, %(now)s, %(expires_at)s FROM lines"
+            " RETURNING total_amount"
+        )
+        _PG_PLACE_SQL[count] = sql
+    return sql
+
+
+def _insert_order_postgresql(
+    session: Session,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    currency: str,
+    lines: list[PricedLine],
+    idempotency_key: str | None,
+    reason: str,
+    now: datetime,
+    expires_at: datetime,
+) -> Decimal:
+    params: dict[str, object] = {
+        "id": str(order_id),
+        "user_id": str(user_id),
+        "status": OrderStatus.PENDING_PAYMENT.value,
+        "currency": currency,
+        "key": idempotency_key,
+        "reason": reason,
+        "now": now,
+        "expires_at": expires_at,
+    }
+    for i, line in enumerate(lines):
+        params[f"p{i}"] = str(line.product_id)
+        params[f"s{i}"] = line.sku
+        params[f"n{i}"] = line.name
+        params[f"u{i}"] = line.unit_price
+        params[f"q{i}"] = line.quantity
+        params[f"t{i}"] = line.line_total
+    row = session.connection().exec_driver_sql(_pg_place_sql(len(lines)), params).one()
+    return cast(Decimal, row[0])
+
+
+def _insert_order_portable(
+    session: Session,
+    order_id: uuid.UUID,
+    user_id: uuid.UUID,
+    currency: str,
+    lines: list[PricedLine],
+    idempotency_key: str | None,
+    reason: str,
+    now: datetime,
+    expires_at: datetime,
+) -> Decimal:
+    """SQLite (all-in-one mode): the order with a zero total, its lines, then total_amount := SUM."""
+    session.execute(
+        insert(orders_table).values(
+            id=order_id,
+            user_id=user_id,
+            status=OrderStatus.PENDING_PAYMENT.value,
+            currency=currency,
+            total_amount=0,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+    )
+    session.execute(
+        insert(items_table),
+        [
+            {
+                "order_id": order_id,
+                "product_id": line.product_id,
+                "position": position,
+                "sku": line.sku,
+                "name": line.name,
+                "unit_price": line.unit_price,
+                "quantity": line.quantity,
+                "line_total": line.line_total,
+            }
+            for position, line in enumerate(lines)
+        ],
+    )
+    session.execute(
+        insert(events_table).values(order_id=order_id, status=OrderStatus.PENDING_PAYMENT.value, reason=reason, at=now)
+    )
+    line_sum = (
+        select(func.coalesce(func.sum(items_table.c.line_total), 0))
+        .where(items_table.c.order_id == order_id)
+        .scalar_subquery()
+    )
+    return session.execute(
+        update(orders_table)
+        .where(orders_table.c.id == order_id)
+        .values(total_amount=line_sum)
+        .returning(orders_table.c.total_amount)
+    ).scalar_one()
 
 
 def cancel_order(db: Database, order_id: uuid.UUID, principal: Principal) -> OrderOut:
