@@ -51,11 +51,8 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
     return create_engine(
         url,
-        # The same ceiling as pool_size + pool_size of overflow, but every connection opened is kept: an
-        # overflow connection is closed when it is returned, so under load (32 concurrent requests) about
-        # every other request paid for a new PostgreSQL backend. Connections are still opened on demand.
-        pool_size=2 * pool_size,
-        max_overflow=0,
+        pool_size=pool_size,
+        max_overflow=pool_size,
         # No pre-ping: it is one more round trip per checkout. A connection that died with the server
         # fails its request once (503) and the pool is invalidated, see problems.py.
         pool_pre_ping=False,
