@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import CHAR, Engine, MetaData, TypeDecorator, create_engine, event
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +43,14 @@ class GUID(TypeDecorator[uuid.UUID]):
         return uuid.UUID(str(value))
 
 
+def upsert_insert(session: Session, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite): both spell
+    `on_conflict_do_nothing()` / `on_conflict_do_update(...)` the same way."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -51,8 +59,11 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
     return create_engine(
         url,
+        # A fixed pool: overflow connections are closed when returned, which under load meant a new
+        # PostgreSQL session every other request. Requests beyond the pool wait their turn (ms).
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
+        pool_timeout=10,
         # No pre-ping: it is one more round trip per checkout. A connection that died with the server
         # fails its request once (503) and the pool is invalidated, see problems.py.
         pool_pre_ping=False,

@@ -6,12 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Column, CursorResult, DateTime, String, Table, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Column, CursorResult, DateTime, String, Table
 from sqlalchemy.orm import Session
 
-from shopkit.db import GUID, kit_metadata
+from shopkit.db import GUID, kit_metadata, upsert_insert
 
 inbox = Table(
     "inbox",
@@ -34,13 +32,6 @@ def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler:
         "event_type": event_type,
         "handled_at": datetime.now(UTC),
     }
-    dialect = session.get_bind().dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = pg_insert(inbox).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(inbox).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - only the two dialects above are supported
-        stmt = insert(inbox).values(**values)
+    stmt = upsert_insert(session, inbox).values(**values).on_conflict_do_nothing()
     result = cast(CursorResult[Any], session.execute(stmt))
     return bool(result.rowcount)

@@ -8,15 +8,13 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from catalog import domain
 from catalog.models import Product, StockDecision, StockMovement, search_document
 from catalog.schemas import ProductCreate, ProductFilters, ProductUpdate, StockAdjustment
 from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
-from shopkit.db import UnitOfWork
+from shopkit.db import UnitOfWork, upsert_insert
 from shopkit.problems import Conflict, NotFound
 
 # Core tables for the stock path: fewer statements and less ORM work while rows are locked.
@@ -250,8 +248,7 @@ def _claim_decision(uow: UnitOfWork, payment: PaymentSucceeded, now: datetime) -
         "shortages": [],
         "decided_at": now,
     }
-    dialect = uow.session.get_bind().dialect.name
-    claim = pg_insert(DECISIONS) if dialect == "postgresql" else sqlite_insert(DECISIONS)
+    claim = upsert_insert(uow.session, DECISIONS)
     result: Any = uow.session.execute(claim.values(**values).on_conflict_do_nothing())
     return bool(result.rowcount)
 

@@ -10,32 +10,41 @@ from sqlalchemy import select
 from contracts import OrderCancelled, OrderPlaced, RefundRequested
 from payments.audit import for_payment, logged_in
 from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
-from payments.models import PayableOrder, Payment
+from payments.models import PayableOrder, Payment, utcnow
 from payments.service import PaymentService
 from shopkit.consumer import Handlers
-from shopkit.db import UnitOfWork
+from shopkit.db import UnitOfWork, upsert_insert
 
 log = logging.getLogger("payments.handlers")
 
 
 def build_handlers(service: PaymentService) -> Handlers:
     def on_order_placed(event: OrderPlaced, uow: UnitOfWork) -> None:
-        lines = [line.model_dump(mode="json") for line in event.items]
-        order = uow.session.get(PayableOrder, event.order_id, with_for_update=True)
-        if order is None:
-            uow.session.add(
-                PayableOrder(
-                    order_id=event.order_id,
-                    user_id=event.user_id,
-                    amount=event.total_amount,
-                    currency=event.currency,
-                    lines=lines,
-                    status=OrderStatus.PENDING_PAYMENT,
-                )
+        # One statement: a new order becomes payable; if OrderCancelled overtook OrderPlaced the row
+        # exists already and stays cancelled, but learns what the order owed.
+        now = utcnow()
+        table = PayableOrder.__table__
+        insert = upsert_insert(uow.session, table).values(
+            order_id=event.order_id,
+            user_id=event.user_id,
+            amount=event.total_amount,
+            currency=event.currency,
+            lines=[line.model_dump(mode="json") for line in event.items],
+            status=OrderStatus.PENDING_PAYMENT,
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[table.c.order_id],
+                set_={
+                    "amount": insert.excluded.amount,
+                    "currency": insert.excluded.currency,
+                    "lines": insert.excluded.lines,
+                    "updated_at": now,
+                },
             )
-            return
-        # OrderCancelled overtook OrderPlaced: keep it cancelled, but learn what it owed.
-        order.amount, order.currency, order.lines = event.total_amount, event.currency, lines
+        )
 
     def on_order_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
         session = uow.session
