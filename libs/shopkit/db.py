@@ -59,11 +59,11 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
     return create_engine(
         url,
-        # A fixed pool: overflow connections are closed when returned, which under load meant a new
-        # PostgreSQL session every other request. Requests beyond the pool wait their turn (ms).
+        # Overflow connections are closed when returned (under a burst that is a new PostgreSQL session
+        # every other request), but a fixed pool of 10 was starved while a restarted broker redelivered
+        # a backlog to 16 handler threads; the ceiling of 2 x pool_size keeps that headroom.
         pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=10,
+        max_overflow=pool_size,
         # No pre-ping: it is one more round trip per checkout. A connection that died with the server
         # fails its request once (503) and the pool is invalidated, see problems.py.
         pool_pre_ping=False,
