@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -144,6 +145,10 @@ class Database:
         self.engine = make_engine(url, schema=service, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.on_outbox_write: Callable[[], None] | None = None
+        # Closing a request's session (a rollback, then the connection back to the pool) runs here and
+        # nowhere else: in a shared pool of threads, closes could queue behind threads that are waiting
+        # for the very connections those closes would return.
+        self.closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"{service}-session-close")
 
     @property
     def is_sqlite(self) -> bool:
@@ -174,4 +179,5 @@ class Database:
             log.warning("could not wake the outbox relay", exc_info=True)
 
     def dispose(self) -> None:
+        self.closer.shutdown(wait=False)
         self.engine.dispose()

@@ -176,8 +176,7 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
 
     Async on purpose: a sync generator dependency costs two thread hops per request. The session
     connects lazily in the route's thread; closing it is I/O (a rollback) only if a transaction is
-    still open, and only then is it sent to a thread: the loop's executor, not the routes' threadpool,
-    since routes blocked on a full connection pool would otherwise keep the closes that free it waiting."""
+    still open, and only then is it sent to the database's own closing threads (see Database.closer)."""
     db = get_runtime(request).db
     session = db.sessions()
     uow = UnitOfWork(session, producer=db.service, after_commit=db.outbox_written)
@@ -185,7 +184,7 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
         yield uow
     finally:
         if session.in_transaction():
-            await asyncio.to_thread(session.close)
+            await asyncio.get_running_loop().run_in_executor(db.closer, session.close)
         else:
             session.close()
 
