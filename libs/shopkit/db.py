@@ -65,6 +65,7 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         # a backlog to 16 handler threads; the ceiling of 2 x pool_size keeps that headroom.
         pool_size=pool_size,
         max_overflow=pool_size,
+        pool_timeout=5,
         # No pre-ping: it is one more round trip per checkout. A connection that died with the server
         # fails its request once (503) and the pool is invalidated, see problems.py.
         pool_pre_ping=False,

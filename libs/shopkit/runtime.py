@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
@@ -90,9 +91,15 @@ class ServiceRuntime:
     async def start_consuming(self) -> None:
         loop = asyncio.get_running_loop()
         if not getattr(loop, "_shop_executor", False):
-            # The default executor (cpu+4 threads) would cap handlers and DB calls at 6 on 2 cores.
-            loop.set_default_executor(ThreadPoolExecutor(max_workers=64, thread_name_prefix="shop"))
+            # The default executor (cpu+4 threads) would cap handlers and DB calls at 6 on 2 cores; far
+            # more threads than connections only fight over the GIL and starve the event loop.
+            workers = self.settings.handler_concurrency + 8
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shop"))
             loop._shop_executor = True  # type: ignore[attr-defined]
+            if not self.db.is_sqlite:
+                # A process per service: route threads beyond its connection pool would only wait. (The
+                # all-in-one process shares one threadpool among every service and keeps the default.)
+                anyio.to_thread.current_default_thread_limiter().total_tokens = 2 * self.settings.db_pool_size
         await asyncio.to_thread(upgrade, self.db, self.migrations)
         await self.transport.connect()
         if self.dispatcher.event_types:
