@@ -10,13 +10,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
+import jwt
 import psycopg2
 import pytest
 from psycopg2 import sql
 
+from shopkit.auth import load_keys
 from shopkit.provision import provision
+from shopkit.settings import KitSettings
 
 
 def _docker_answers() -> bool:
@@ -92,6 +96,32 @@ def fresh_database(services: tuple[str, ...] = ("auth", "catalog", "orders", "pa
         with connection.cursor() as cursor:
             cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         connection.close()
+
+
+def mint_access_token(
+    settings: KitSettings,
+    *,
+    role: str = "customer",
+    user_id: uuid.UUID | None = None,
+    expires_in: timedelta = timedelta(minutes=15),
+    **overrides: object,
+) -> str:
+    """An access token as the auth service issues it, signed with the key pair the kit loads; claims
+    in `overrides` replace the defaults (a wrong issuer, an old exp) for refusal tests."""
+    keys = load_keys(settings)
+    assert keys.private_pem is not None, "no private key: the development key pair lives under var_dir"
+    now = datetime.now(UTC)
+    claims: dict[str, object] = {
+        "sub": str(user_id or uuid.uuid4()),
+        "role": role,
+        "iat": int(now.timestamp()),
+        "exp": int((now + expires_in).timestamp()),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "jti": uuid.uuid4().hex,
+    }
+    claims.update(overrides)
+    return jwt.encode(claims, keys.private_pem, algorithm=keys.algorithm, headers={"kid": keys.kid})
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import jwt
 import pytest
 
 from catalog.app import MIGRATIONS
@@ -15,30 +14,18 @@ from catalog.handlers import HANDLERS
 from catalog.models import Product, StockMovement
 from catalog.settings import CatalogSettings
 from contracts import Envelope, OrderLine, PaymentSucceeded, new_envelope
-from shopkit.auth import load_keys
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.migrate import upgrade
 from shopkit.settings import KitSettings
+from shopkit.testing import mint_access_token
 
 TokenFactory = Callable[..., str]
 
 
 def mint_token(settings: KitSettings, *, role: str, user_id: uuid.UUID | None = None,
                expires_in: timedelta = timedelta(minutes=15)) -> str:
-    keys = load_keys(settings)
-    assert keys.private_pem is not None
-    now = datetime.now(UTC)
-    claims = {
-        "sub": str(user_id or uuid.uuid4()),
-        "role": role,
-        "iat": int(now.timestamp()),
-        "exp": int((now + expires_in).timestamp()),
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, keys.private_pem, algorithm="EdDSA")
+    return mint_access_token(settings, role=role, user_id=user_id, expires_in=expires_in)
 
 
 def bearer(token: str) -> dict[str, str]:

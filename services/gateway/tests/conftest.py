@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import jwt
 import pytest
 
-from shopkit.auth import load_keys
 from shopkit.settings import KitSettings
+from shopkit.testing import mint_access_token
 
 
 @pytest.fixture
@@ -19,20 +17,7 @@ def kit_settings(tmp_path: Path) -> KitSettings:
 
 @pytest.fixture
 def mint(kit_settings: KitSettings) -> Callable[..., str]:
-    keys = load_keys(kit_settings)
-
     def _mint(role: str = "customer", sub: uuid.UUID | None = None, **overrides: object) -> str:
-        now = int(time.time())
-        claims: dict[str, object] = {
-            "sub": str(sub or uuid.uuid4()),
-            "role": role,
-            "iat": now,
-            "exp": now + 900,
-            "iss": kit_settings.jwt_issuer,
-            "aud": kit_settings.jwt_audience,
-            "jti": uuid.uuid4().hex,
-        }
-        claims.update(overrides)
-        return jwt.encode(claims, keys.private_pem, algorithm="EdDSA")  # type: ignore[arg-type]
+        return mint_access_token(kit_settings, role=role, user_id=sub, **overrides)
 
     return _mint

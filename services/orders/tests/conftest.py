@@ -6,12 +6,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import jwt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,27 +19,15 @@ from sqlalchemy import Engine, create_engine, text
 from contracts import Envelope, EventData, new_envelope
 from orders.app import create_app
 from orders.settings import OrdersSettings
-from shopkit.auth import load_keys
 from shopkit.bus.rabbitmq import RabbitMQTransport
 from shopkit.settings import KitSettings
+from shopkit.testing import mint_access_token
 
 T = TypeVar("T")
 
 
 def make_token(settings: KitSettings, user_id: uuid.UUID, role: str = "customer", *, ttl: int = 900) -> str:
-    now = datetime.now(UTC)
-    claims = {
-        "sub": str(user_id),
-        "role": role,
-        "iat": now,
-        "exp": now + timedelta(seconds=ttl),
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "jti": uuid.uuid4().hex,
-    }
-    private_pem = load_keys(settings).private_pem
-    assert private_pem is not None
-    return jwt.encode(claims, private_pem, algorithm="EdDSA")
+    return mint_access_token(settings, role=role, user_id=user_id, expires_in=timedelta(seconds=ttl))
 
 
 def auth_headers(settings: KitSettings, user_id: uuid.UUID, role: str = "customer") -> dict[str, str]:

@@ -7,13 +7,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, text
@@ -24,26 +22,13 @@ from payments.settings import PaymentsSettings
 from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
 from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
 from sandbox.stripe_sandbox.settings import StripeSandboxSettings
-from shopkit.auth import load_keys
 from shopkit.settings import KitSettings
-from shopkit.testing import ServerThread, free_port
+from shopkit.testing import ServerThread, free_port, mint_access_token
 
 
 def make_token(settings: KitSettings, user_id: uuid.UUID, role: str = "customer") -> str:
-    """An access token as the auth service issues it: EdDSA with the dev key pair the kit loads."""
-    keys = load_keys(settings)
-    assert keys.private_pem is not None
-    now = datetime.now(UTC)
-    claims = {
-        "sub": str(user_id),
-        "role": role,
-        "iat": now,
-        "exp": now + timedelta(minutes=15),
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, keys.private_pem, algorithm="EdDSA")
+    """An access token as the auth service issues it."""
+    return mint_access_token(settings, role=role, user_id=user_id)
 
 
 @dataclass
