@@ -131,15 +131,22 @@ def free_port() -> int:
 
 
 class ServerThread:
-    """Runs an ASGI app under uvicorn in a background thread, for tests that need real HTTP."""
+    """Runs an ASGI app under uvicorn in a background thread, for tests that need real HTTP.
 
-    def __init__(self, app: object, port: int | None = None) -> None:
+    The socket is bound before the server starts, so no other process can take a free port between
+    its choice and its use. `lifespan="off"` serves an app whose lifespan must not be relied on (a
+    mounted sub-app's never runs)."""
+
+    def __init__(self, app: object, port: int | None = None, *, lifespan: str = "on") -> None:
         import uvicorn
 
-        self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", port or 0))
+        self.port = int(self.socket.getsockname()[1])
+        config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)  # type: ignore[arg-type]
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -151,9 +158,10 @@ class ServerThread:
         while not self.server.started:
             if time.time() > deadline or not self.thread.is_alive():
                 raise RuntimeError("test server did not start")
-            time.sleep(0.02)
+            time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        self.socket.close()
