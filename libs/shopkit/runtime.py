@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -84,9 +84,6 @@ class ServiceRuntime:
     @property
     def queue(self) -> str:
         return f"{self.settings.bus_namespace}{self.name}"
-
-    def unit_of_work(self) -> Any:
-        return self.db.unit_of_work()
 
     async def start_consuming(self) -> None:
         loop = asyncio.get_running_loop()
@@ -196,7 +193,6 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
             session.close()
 
 
-UowFactory = Callable[[], Any]
 __all__ = ["ServiceRuntime", "UnitOfWork", "get_runtime", "get_uow"]
 
 

@@ -17,7 +17,13 @@ from gateway.settings import GatewaySettings
 from gateway.upstream import HOP_BY_HOP, AsgiUpstream, HttpUpstream, Upstream
 from shopkit.auth import TokenVerifier, load_keys
 from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, health_router
-from shopkit.problems import Problem, install_problem_handlers, problem_response
+from shopkit.problems import (
+    Problem,
+    TooManyRequests,
+    Unauthenticated,
+    install_problem_handlers,
+    problem_response,
+)
 
 # Path prefix → service. Anything else under /api is 404 here; /internal is never routed.
 ROUTES: dict[str, str] = {
@@ -113,8 +119,6 @@ class Gateway:
             return None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            from shopkit.problems import Unauthenticated
-
             raise Unauthenticated("expected 'Authorization: Bearer <token>'")
         return str(self.verifier.verify(token.strip()).user_id)
 
@@ -126,8 +130,6 @@ class Gateway:
         else:
             wait = self.anon_buckets.take(self._client_ip(scope))
         if wait:
-            from shopkit.problems import TooManyRequests
-
             raise TooManyRequests("too many requests; slow down", headers={"Retry-After": retry_after_header(wait)})
 
     def _client_ip(self, scope: Scope) -> str:
