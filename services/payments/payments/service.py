@@ -35,7 +35,7 @@ from payments.domain import (
     money,
     same_money,
 )
-from payments.models import PayableOrder, Payment, Refund, WebhookEvent
+from payments.models import PayableOrder, Payment, Refund, WebhookEvent, utcnow
 from payments.settings import PaymentsSettings
 from payments.stripe_adapter import ProviderUnavailable, StripeGateway
 from shopkit.auth import Principal
@@ -45,10 +45,6 @@ from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessab
 log = logging.getLogger("payments.service")
 
 REFUND_LEASE = timedelta(seconds=60)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -361,9 +357,9 @@ class PaymentService:
                 .where(
                     Refund.id == refund_id,
                     Refund.status == RefundStatus.PENDING,
-                    or_(Refund.claimed_until.is_(None), Refund.claimed_until < now()),
+                    or_(Refund.claimed_until.is_(None), Refund.claimed_until < utcnow()),
                 )
-                .values(claimed_until=now() + REFUND_LEASE, attempts=Refund.attempts + 1)
+                .values(claimed_until=utcnow() + REFUND_LEASE, attempts=Refund.attempts + 1)
             ).rowcount
             uow.commit()
             if not claimed:
@@ -384,7 +380,7 @@ class PaymentService:
                     .where(Refund.id == refund_id)
                     .values(
                         last_error=str(exc)[:2000],
-                        claimed_until=now() + timedelta(seconds=self.settings.sweep_interval),
+                        claimed_until=utcnow() + timedelta(seconds=self.settings.sweep_interval),
                     )
                 )
                 uow.commit()
@@ -452,7 +448,7 @@ class PaymentService:
                     select(Refund.id)
                     .where(
                         Refund.status == RefundStatus.PENDING,
-                        or_(Refund.claimed_until.is_(None), Refund.claimed_until < now()),
+                        or_(Refund.claimed_until.is_(None), Refund.claimed_until < utcnow()),
                     )
                     .limit(50)
                 )
@@ -494,7 +490,7 @@ class PaymentService:
             if row is None or row.processed_at is not None:
                 return
             refund_id, outcome = self._apply_stripe_event(uow, row.event_type, row.payload)
-            row.processed_at = now()
+            row.processed_at = utcnow()
             row.outcome = outcome
             uow.commit()
         if refund_id is not None:
@@ -632,7 +628,7 @@ class PaymentService:
             claimed = uow.session.execute(  # type: ignore[attr-defined]
                 update(Payment)
                 .where(Payment.id == payment_id, Payment.status == PaymentStatus.INITIATED)
-                .values(status=PaymentStatus.EXECUTING, updated_at=now())
+                .values(status=PaymentStatus.EXECUTING, updated_at=utcnow())
             ).rowcount
             uow.commit()
             payment = uow.session.get(Payment, payment_id)
@@ -697,7 +693,7 @@ class PaymentService:
 
     def settle_stuck_executions(self) -> int:
         """A process that died mid-Execute leaves `executing`: Query decides, as for a timeout."""
-        cutoff = now() - timedelta(seconds=self.settings.bkash_stuck_after)
+        cutoff = utcnow() - timedelta(seconds=self.settings.bkash_stuck_after)
         with self.db.unit_of_work() as uow:
             stuck = [
                 (p.id, p.provider_reference)
