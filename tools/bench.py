@@ -17,6 +17,7 @@ PostgreSQL comes from SHOP_BENCH_DATABASE_URL, else SHOP_TEST_DATABASE_URL, else
 server URL: a scratch database is created on it and dropped afterwards); RabbitMQ from SHOP_AMQP_URL,
 else SHOP_TEST_AMQP_URL, else the local default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,6 +55,7 @@ STOCK_BENCH = REPO_ROOT / "services" / "catalog" / "bench_stock.py"
 
 
 # Statistics
+
 
 def percentile(samples: list[float], q: float) -> float | None:
     if not samples:
@@ -113,6 +115,7 @@ def _instant(text: str) -> datetime:
 
 # The scenarios
 
+
 class Scenarios:
     def __init__(self, http: Http, cluster: Cluster, admin: Customer, customers: list[Customer], products: list[str]):
         self.http = http
@@ -130,9 +133,7 @@ class Scenarios:
         customer = self.customers[index % len(self.customers)]
         body = {"items": [{"product_id": p, "quantity": q} for p, q in self.lines(index)]}
         started = time.perf_counter()
-        answer = await customer.call(
-            "POST", "/api/orders", json=body, key=str(uuid.uuid4()), retry=False
-        )
+        answer = await customer.call("POST", "/api/orders", json=body, key=str(uuid.uuid4()), retry=False)
         return time.perf_counter() - started if answer.status == 201 else None
 
     async def checkout(self, index: int) -> float | None:
@@ -266,8 +267,7 @@ def parse_wrk(stdout: str) -> dict[str, Any]:
         "per_second": float(rate.group(1)) if rate else None,
         "p50_ms": millis("50%"),
         "p99_ms": millis("99%"),
-        "errors": (int(non_2xx.group(1)) if non_2xx else 0)
-        + (sum(int(g) for g in errors.groups()) if errors else 0),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(int(g) for g in errors.groups()) if errors else 0),
     }
 
 
@@ -289,14 +289,30 @@ def run_pgbench(admin_url: str, clients: int, duration: int) -> dict[str, Any]:
     env = dict(os.environ)
     if parts.password:
         env["PGPASSWORD"] = parts.password
-    base = [pgbench, "-n", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-            "-U", parts.username or "postgres", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
-            "-T", str(duration)]
+    base = [
+        pgbench,
+        "-n",
+        "-h",
+        parts.hostname or "127.0.0.1",
+        "-p",
+        str(parts.port or 5432),
+        "-U",
+        parts.username or "postgres",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, os.cpu_count() or 2)),
+        "-T",
+        str(duration),
+    ]
     results: dict[str, Any] = {}
     for name, script in (("place_order_tx", "place_order.sql"), ("saga_tx", "saga.sql")):
         done = subprocess.run(
             [*base, "-f", str(PGBENCH_SCRIPTS / script), parts.path.lstrip("/")],
-            env=env, capture_output=True, text=True, timeout=duration + 60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
         )
         results[name] = parse_pgbench(done.stdout, done.stderr, done.returncode)
         results[name]["clients"] = clients
@@ -318,6 +334,7 @@ def parse_pgbench(stdout: str, stderr: str, returncode: int) -> dict[str, Any]:
 
 # The catalog's own stock benchmark, when its engineer has written it
 
+
 def run_stock_bench(admin_url: str) -> dict[str, Any] | None:
     if not STOCK_BENCH.exists():
         return None
@@ -335,6 +352,7 @@ def run_stock_bench(admin_url: str) -> dict[str, Any] | None:
 
 
 # Infrastructure
+
 
 @contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
@@ -361,20 +379,28 @@ def table(results: dict[str, Any]) -> str:
     load = results.get("load", {})
     if "checkout_end_to_end" in load:
         e = load["checkout_end_to_end"]
-        rows.append((f"confirmed checkouts, {e['clients']} clients", str(e["per_second"]),
-                     lat(e, "p50_ms", "p95_ms", "p99_ms")))
+        rows.append(
+            (f"confirmed checkouts, {e['clients']} clients", str(e["per_second"]), lat(e, "p50_ms", "p95_ms", "p99_ms"))
+        )
     for key in ("order_placement", "order_placement_wrk"):
         if key in load:
             e = load[key]
-            rows.append((f"order placements, {e['clients']} clients ({e.get('client')})", str(e["per_second"]),
-                         lat(e, "p50_ms", "p99_ms") + f" errors={e.get('errors')}"))
+            rows.append(
+                (
+                    f"order placements, {e['clients']} clients ({e.get('client')})",
+                    str(e["per_second"]),
+                    lat(e, "p50_ms", "p99_ms") + f" errors={e.get('errors')}",
+                )
+            )
     place, plain = load.get("order_placement_wrk") or load.get("order_placement"), None
     entry = results.get("pgbench", {}).get("place_order_tx")
     if entry and place and entry.get("per_second") and place.get("per_second"):
         plain = entry["per_second"]
         rows.append(("order placements / plain PostgreSQL", f"{100 * place['per_second'] / plain:.1f} %", ""))
-    for key, label in (("listing_gateway", "product listing via gateway"),
-                       ("listing_catalog_direct", "product listing, catalog direct")):
+    for key, label in (
+        ("listing_gateway", "product listing via gateway"),
+        ("listing_catalog_direct", "product listing, catalog direct"),
+    ):
         if key in load:
             rows.append((label, str(load[key]["per_second"]), lat(load[key], "p50_ms", "p99_ms")))
     if load.get("gateway_cost_ratio") is not None:
@@ -382,8 +408,13 @@ def table(results: dict[str, Any]) -> str:
     for key, label in (("place_order_tx", "pgbench: order + 2 lines + outbox"), ("saga_tx", "pgbench: saga (4 tx)")):
         entry = results.get("pgbench", {}).get(key)
         if entry:
-            rows.append((f"{label}, {entry.get('clients')} clients", str(entry.get("per_second", entry.get("error"))),
-                         f"avg={entry.get('latency_avg_ms')}"))
+            rows.append(
+                (
+                    f"{label}, {entry.get('clients')} clients",
+                    str(entry.get("per_second", entry.get("error"))),
+                    f"avg={entry.get('latency_avg_ms')}",
+                )
+            )
     for name, mb in results.get("peak_rss_mb", {}).items():
         rows.append((f"peak RSS {name}", "", f"{mb} MB"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

@@ -5,6 +5,7 @@ Transient failures (connection refused while a service restarts, 502/503/504 fro
 with Retry-After) are retried with the same Idempotency-Key where the API takes one, as a careful
 client does; anything else is returned to the caller to judge.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -227,14 +228,13 @@ async def register(http: Http, gateway: str, *, email: str | None = None, passwo
 
 async def login(http: Http, gateway: str, email: str, password: str) -> Customer:
     async with http.password_slots:
-        answer = await http.request(
-            "POST", f"{gateway}/api/auth/login", json={"email": email, "password": password}
-        )
+        answer = await http.request("POST", f"{gateway}/api/auth/login", json={"email": email, "password": password})
     token = expect(answer, 200, what="login")["access_token"]
     return Customer(http, gateway, email, token)
 
 
 # What the customer does on the providers' hosted pages
+
 
 async def pay_on_stripe_page(http: Http, redirect_url: str, outcome: str = "success") -> Answer:
     """Open the Checkout page, then submit its form as the browser would (form post to <url>/pay)."""

@@ -7,6 +7,7 @@ It provisions the database (schemas and roles), starts every process, waits unti
 readiness probe, prints their URLs, restarts a process that dies (with back-off) and stops them all
 on Ctrl-C / SIGTERM. The end-to-end tests and the benchmark use the same `Cluster` as a library.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -365,9 +366,7 @@ class Cluster:
         with self._lock:
             for member in self.members.values():
                 member.held = True
-        order = sorted(
-            self.members.values(), key=lambda m: (m.module != "gateway", m.module.startswith("sandbox"))
-        )
+        order = sorted(self.members.values(), key=lambda m: (m.module != "gateway", m.module.startswith("sandbox")))
         self._terminate(order, timeout)
         for member in self.members.values():
             if member.log_handle is not None:
@@ -434,9 +433,7 @@ class Cluster:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.supervisor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--replicas", default="", help="extra replicas, e.g. catalog=2,orders=2")
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="KEY=VALUE", help="set for every process"
-    )
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set for every process")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(PROCESSES)}")
     parser.add_argument("--log-dir", type=Path, default=None, help="write <dir>/<name>.log per process")
     parser.add_argument("--base-port", type=int, default=8000)
@@ -460,8 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     if not cluster.database_url or not cluster.amqp_url:
-        print("note: SHOP_DATABASE_URL / SHOP_AMQP_URL not set: services fall back to SQLite and the "
-              "in-process bus, which do not work across processes", file=sys.stderr)
+        print(
+            "note: SHOP_DATABASE_URL / SHOP_AMQP_URL not set: services fall back to SQLite and the "
+            "in-process bus, which do not work across processes",
+            file=sys.stderr,
+        )
 
     stop_requested = threading.Event()
 

@@ -1,4 +1,5 @@
 """Event contracts of the Shop: the envelope and every integration event, versioned."""
+
 from contracts.envelope import Envelope, EventData, new_envelope, parse_data
 from contracts.events import (
     EVENT_TYPES,

@@ -1,4 +1,5 @@
 """The envelope every event travels in, and the base of every event's payload."""
+
 from __future__ import annotations
 
 import uuid

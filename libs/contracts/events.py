@@ -1,4 +1,5 @@
 """The checkout saga's events. Money travels as decimal strings, never floats."""
+
 from __future__ import annotations
 
 import uuid

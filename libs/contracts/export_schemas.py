@@ -1,4 +1,5 @@
 """Write the JSON Schema of the envelope and of every event under a folder (default docs/events)."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """JWT verification (every service checks tokens itself, with the auth service's public key) and
 the FastAPI dependencies for the caller and their role."""
+
 from __future__ import annotations
 
 import base64

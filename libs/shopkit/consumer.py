@@ -1,5 +1,6 @@
 """Dispatches delivered events to a service's handlers, each in its own unit of work with its inbox
 record. Handlers are plain functions `(event_data, uow) -> None` and never commit themselves."""
+
 from __future__ import annotations
 
 import asyncio

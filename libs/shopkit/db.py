@@ -1,4 +1,5 @@
 """Engines, sessions and the unit of work, for PostgreSQL (psycopg2) and SQLite alike."""
+
 from __future__ import annotations
 
 import logging
@@ -158,9 +159,7 @@ class Database:
     @contextmanager
     def unit_of_work(self, causation: Envelope | None = None) -> Iterator[UnitOfWork]:
         with self.sessions() as session:
-            uow = UnitOfWork(
-                session, producer=self.service, after_commit=self.outbox_written, causation=causation
-            )
+            uow = UnitOfWork(session, producer=self.service, after_commit=self.outbox_written, causation=causation)
             try:
                 yield uow
             except BaseException:

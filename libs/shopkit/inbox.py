@@ -1,5 +1,6 @@
 """The inbox: the idempotent consumer. A handler's writes and the record that it handled the event
 commit in one transaction, so a redelivered event changes nothing the second time."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,5 +1,6 @@
 """Periodic jobs (payment timeouts, saga sweeper): a sync function run in a thread every N seconds.
 Jobs are safe with several replicas because each one claims its rows with SKIP LOCKED."""
+
 from __future__ import annotations
 
 import asyncio

@@ -2,6 +2,7 @@
 
 A service's `migrations/env.py` is three lines: import its models and call `run_migrations(metadata)`.
 `python -m shopkit.migrate revision <service> -m "message"` autogenerates a new revision."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """Request ids, structured JSON logs, Prometheus metrics, request-size limits, health endpoints."""
+
 from __future__ import annotations
 
 import contextvars

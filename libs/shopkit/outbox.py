@@ -1,5 +1,6 @@
 """The transactional outbox: events are written in the caller's transaction and published afterwards
 by the relay, which waits for broker confirms before it marks them sent (at-least-once)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -194,9 +195,7 @@ class OutboxRelay:
         now = datetime.now(UTC)
         sent_ids = [row.id for row in rows if str(row.id) not in failures]
         if sent_ids:
-            connection.execute(
-                update(outbox).where(outbox.c.id.in_(sent_ids)).values(status=SENT, published_at=now)
-            )
+            connection.execute(update(outbox).where(outbox.c.id.in_(sent_ids)).values(status=SENT, published_at=now))
         for row in rows:
             error = failures.get(str(row.id))
             if error is None:

@@ -1,5 +1,6 @@
 """RFC 9457 problem responses for every error a client can meet, including validation and the
 unexpected: no request gets a bare 500 page."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@ no other. Used by `make run-distributed`, `.ci/run` and the tests; safe to run a
 
     python -m shopkit.provision postgresql://postgres@127.0.0.1:5432/shop
 """
+
 from __future__ import annotations
 
 import argparse

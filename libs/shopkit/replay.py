@@ -5,6 +5,7 @@ SHOP_AMQP_URL, SHOP_BUS_NAMESPACE).
 
     python -m shopkit.replay --service orders [--outbox] [--dead-letters]
 """
+
 from __future__ import annotations
 
 import argparse

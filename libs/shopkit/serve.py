@@ -1,4 +1,5 @@
 """Start one service under uvicorn: `python -m <service> [--host H] [--port P]`."""
+
 from __future__ import annotations
 
 import argparse

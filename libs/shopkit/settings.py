@@ -1,4 +1,5 @@
 """Settings from the environment and an optional .env; `SHOP_` prefix for the shop's own keys."""
+
 from __future__ import annotations
 
 from pathlib import Path

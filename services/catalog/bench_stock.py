@@ -8,6 +8,7 @@ ledger row, decision row, outbox row, commit) from 16 threads, on one hot produc
 products; then pgbench runs a transaction that locks one row FOR UPDATE, updates it and inserts an
 outbox-like row, with 16 clients, on the same database. `run(admin_url)` returns the figures.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,17 +96,40 @@ def _seed(db: Database, count: int) -> list[uuid.UUID]:
     now = datetime.now(UTC)
     ids = [uuid.uuid4() for _ in range(count)]
     with db.unit_of_work() as uow:
-        uow.session.execute(insert(Product), [
-            {"id": pid, "sku": f"BENCH-{pid.hex[:12]}", "name": "Bench product", "description": "",
-             "price": Decimal("10.00"), "currency": "BDT", "stock": STOCK_EACH, "is_active": True,
-             "created_at": now, "updated_at": now}
-            for pid in ids
-        ])
-        uow.session.execute(insert(StockMovement), [
-            {"id": uuid.uuid4(), "product_id": pid, "delta": STOCK_EACH, "cause": "initial", "order_id": None,
-             "reason": "bench", "stock_after": STOCK_EACH, "created_at": now}
-            for pid in ids
-        ])
+        uow.session.execute(
+            insert(Product),
+            [
+                {
+                    "id": pid,
+                    "sku": f"BENCH-{pid.hex[:12]}",
+                    "name": "Bench product",
+                    "description": "",
+                    "price": Decimal("10.00"),
+                    "currency": "BDT",
+                    "stock": STOCK_EACH,
+                    "is_active": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for pid in ids
+            ],
+        )
+        uow.session.execute(
+            insert(StockMovement),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "product_id": pid,
+                    "delta": STOCK_EACH,
+                    "cause": "initial",
+                    "order_id": None,
+                    "reason": "bench",
+                    "stock_after": STOCK_EACH,
+                    "created_at": now,
+                }
+                for pid in ids
+            ],
+        )
         uow.commit()
     return ids
 
@@ -124,10 +148,17 @@ def _drive(dispatcher: EventDispatcher, products: list[uuid.UUID]) -> float:
             product_id = products[counter % len(products)]
             counter += THREADS
             order_id = uuid.uuid4()
-            line = OrderLine(product_id=product_id, sku="BENCH", name="Bench product",
-                             unit_price=Decimal("10.00"), quantity=1)
-            event = PaymentSucceeded(payment_id=uuid.uuid4(), order_id=order_id, provider="stripe",
-                                     amount=Decimal("10.00"), currency="BDT", items=[line])
+            line = OrderLine(
+                product_id=product_id, sku="BENCH", name="Bench product", unit_price=Decimal("10.00"), quantity=1
+            )
+            event = PaymentSucceeded(
+                payment_id=uuid.uuid4(),
+                order_id=order_id,
+                provider="stripe",
+                amount=Decimal("10.00"),
+                currency="BDT",
+                items=[line],
+            )
             try:
                 dispatcher.handle(new_envelope(event, producer="payments", correlation_id=order_id))
             except BaseException as exc:
@@ -151,9 +182,11 @@ def _drive(dispatcher: EventDispatcher, products: list[uuid.UUID]) -> float:
 
 def _ledger_consistent(db: Database) -> bool:
     with db.engine.connect() as connection:
-        sums = dict(connection.execute(
-            select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
-        ).all())
+        sums = dict(
+            connection.execute(
+                select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
+            ).all()
+        )
         return all(sums.get(pid) == stock for pid, stock in connection.execute(select(Product.id, Product.stock)))
 
 
@@ -175,10 +208,29 @@ def _pgbench(url: str, *, rows: int) -> float | None:
         script.write(PGBENCH_SCRIPT.format(rows=rows))
     try:
         done = subprocess.run(
-            [pgbench, "-n", "-c", str(THREADS), "-j", "2", "-T", str(PGBENCH_SECONDS), "-f", script.name,
-             "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres",
-             parts.path.lstrip("/")],
-            env=env, capture_output=True, text=True, timeout=PGBENCH_SECONDS + 60,
+            [
+                pgbench,
+                "-n",
+                "-c",
+                str(THREADS),
+                "-j",
+                "2",
+                "-T",
+                str(PGBENCH_SECONDS),
+                "-f",
+                script.name,
+                "-h",
+                parts.hostname or "127.0.0.1",
+                "-p",
+                str(parts.port or 5432),
+                "-U",
+                parts.username or "postgres",
+                parts.path.lstrip("/"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PGBENCH_SECONDS + 60,
         )
     finally:
         os.unlink(script.name)
@@ -199,8 +251,14 @@ def _drop(admin_url: str, name: str) -> None:
 def _table(results: dict[str, Any]) -> str:
     rows = [("stock commits/s", "service (handler)", "plain SQL (pgbench)", "ratio")]
     for case, label in (("hot", "one hot product"), ("spread", f"spread over {SPREAD_PRODUCTS}")):
-        rows.append((label, str(results[f"service_{case}_per_second"]), str(results[f"pgbench_{case}_per_second"]),
-                     str(results[f"{case}_ratio"])))
+        rows.append(
+            (
+                label,
+                str(results[f"service_{case}_per_second"]),
+                str(results[f"pgbench_{case}_per_second"]),
+                str(results[f"{case}_ratio"]),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
 

@@ -1,6 +1,7 @@
 """The whole shop in distributed mode (one process per service, the gateway, both sandboxes) on a fresh
 PostgreSQL database and a private RabbitMQ namespace. Tests talk HTTP to the gateway and the sandboxes only.
 """
+
 from __future__ import annotations
 
 import uuid

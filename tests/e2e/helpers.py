@@ -1,4 +1,5 @@
 """Small shared steps of the end-to-end tests (what an admin and a customer do through the gateway)."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -1,5 +1,6 @@
 """The bKash checkout in a real headless Chromium: the customer opens the payment's redirect URL, types
 wallet, OTP and PIN into the sandbox's pages and lands on the shop's callback; the order is confirmed."""
+
 from __future__ import annotations
 
 import os

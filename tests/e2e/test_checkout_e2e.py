@@ -1,5 +1,6 @@
 """A customer buys through the gateway and pays on each provider's hosted pages; the saga confirms the
 order, commits the stock once and records it in the ledger."""
+
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,6 +1,7 @@
 """While customers keep checking out, the catalog, orders and payments processes are killed with -9 in
 turn and RabbitMQ is restarted once. Afterwards every order ends in a terminal state, nobody is charged
 twice, no stock is decremented twice, and units sold + units left = units received."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """One hundred customers race to buy the last twenty units: exactly twenty win, the others are refunded
 once at the provider, and the stock ends at zero, never below."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Orders left unpaid are cancelled after the payment timeout; a payment that completes after the
 cancellation is refunded automatically and the stock ends where it started."""
+
 from __future__ import annotations
 
 import asyncio

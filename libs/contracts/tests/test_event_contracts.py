@@ -1,5 +1,6 @@
 """Every event survives its envelope on the wire; money is a two-place decimal string; consumers
 ignore fields they do not know; the schema export writes one document per event."""
+
 from __future__ import annotations
 
 import json
@@ -37,19 +38,33 @@ ORDER, USER, PAYMENT, PRODUCT = (uuid.uuid4() for _ in range(4))
 LINE = OrderLine(product_id=PRODUCT, sku="PEN-1", name="Pen", unit_price=Decimal("12.5"), quantity=2)
 
 SAMPLES: list[EventData] = [
-    OrderPlaced(order_id=ORDER, user_id=USER, currency="BDT", total_amount=Decimal("25"), items=[LINE],
-                expires_at="2030-01-01T00:00:00+00:00"),
+    OrderPlaced(
+        order_id=ORDER,
+        user_id=USER,
+        currency="BDT",
+        total_amount=Decimal("25"),
+        items=[LINE],
+        expires_at="2030-01-01T00:00:00+00:00",
+    ),
     OrderCancelled(order_id=ORDER, user_id=USER, reason="payment timeout"),
     OrderConfirmed(order_id=ORDER, user_id=USER, total_amount=Decimal("25.00"), currency="BDT"),
-    PaymentSucceeded(payment_id=PAYMENT, order_id=ORDER, provider="stripe", amount=Decimal("25.00"),
-                     currency="BDT", items=[LINE]),
+    PaymentSucceeded(
+        payment_id=PAYMENT, order_id=ORDER, provider="stripe", amount=Decimal("25.00"), currency="BDT", items=[LINE]
+    ),
     PaymentFailed(payment_id=PAYMENT, order_id=ORDER, provider="bkash", reason="insufficient balance"),
     StockCommitted(order_id=ORDER, payment_id=PAYMENT, items=[LINE]),
-    StockRejected(order_id=ORDER, payment_id=PAYMENT,
-                  shortages=[Shortage(product_id=PRODUCT, requested=2, available=1)]),
+    StockRejected(
+        order_id=ORDER, payment_id=PAYMENT, shortages=[Shortage(product_id=PRODUCT, requested=2, available=1)]
+    ),
     RefundRequested(order_id=ORDER, payment_id=PAYMENT, reason="stock rejected"),
-    PaymentRefunded(payment_id=PAYMENT, order_id=ORDER, provider="bkash", amount=Decimal("25.00"),
-                    currency="BDT", reason="stock rejected"),
+    PaymentRefunded(
+        payment_id=PAYMENT,
+        order_id=ORDER,
+        provider="bkash",
+        amount=Decimal("25.00"),
+        currency="BDT",
+        reason="stock rejected",
+    ),
 ]
 
 

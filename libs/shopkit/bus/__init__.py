@@ -1,4 +1,5 @@
 """The message bus: one interface, two transports (RabbitMQ, in-process)."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

@@ -1,6 +1,7 @@
 """In-process transport for the all-in-one mode. Same semantics as RabbitMQ where they matter to the
 services: topic routing by event type, a queue per service, bounded retries with back-off, a
 dead-letter list; publishing returns once every subscriber's queue holds the message."""
+
 from __future__ import annotations
 
 import asyncio
@@ -67,9 +68,7 @@ class InProcessTransport:
     async def subscribe(self, queue: str, event_types: list[str], handler: MessageHandler) -> None:
         q = _Queue(queue, set(event_types), handler)
         self._queues[queue] = q
-        q.workers = [
-            asyncio.create_task(self._work(q), name=f"inprocess-{queue}-{i}") for i in range(self.concurrency)
-        ]
+        q.workers = [asyncio.create_task(self._work(q), name=f"inprocess-{queue}-{i}") for i in range(self.concurrency)]
 
     async def _work(self, queue: _Queue) -> None:
         while True:

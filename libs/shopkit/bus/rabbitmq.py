@@ -2,6 +2,7 @@
 event types it consumes, retry queues with a fixed delay each (a TTL per queue, so a long delay never
 holds back a short one), and a dead-letter queue. Messages are persistent; publishing waits for confirms;
 a message is acked only after its handler's transaction committed."""
+
 from __future__ import annotations
 
 import asyncio

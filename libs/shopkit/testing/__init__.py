@@ -1,6 +1,7 @@
 """Test support shared by every service's tests: real PostgreSQL and RabbitMQ, from environment URLs
 (SHOP_TEST_DATABASE_URL, SHOP_TEST_AMQP_URL), else from testcontainers where a Docker engine answers.
 Where neither is available a test needing them is skipped locally and FAILS under CI."""
+
 from __future__ import annotations
 
 import os

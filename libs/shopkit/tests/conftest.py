@@ -1,6 +1,7 @@
 """Fixtures of the kit's own tests: a service database holding only the kit tables plus one table of
 handler effects, a namespaced RabbitMQ transport that is torn down afterwards, and handlers that
 record what they applied."""
+
 from __future__ import annotations
 
 import uuid

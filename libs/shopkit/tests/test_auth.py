@@ -1,4 +1,5 @@
 """TokenVerifier refuses every forged, foreign or stale token; require_admin answers 403 problems."""
+
 from __future__ import annotations
 
 import base64

@@ -1,4 +1,5 @@
 """The idempotent consumer: an event delivered twice, even twice at the same moment, applies once."""
+
 from __future__ import annotations
 
 import threading
@@ -50,9 +51,7 @@ def test_failed_handler_leaves_no_inbox_record_so_the_redelivery_applies(orders_
 
 
 @pytest.mark.parametrize("database", ["orders_db", "sqlite_db"])
-def test_same_event_delivered_twice_concurrently_applies_once(
-    database: str, request: pytest.FixtureRequest
-) -> None:
+def test_same_event_delivered_twice_concurrently_applies_once(database: str, request: pytest.FixtureRequest) -> None:
     db: Database = request.getfixturevalue(database)
     both_inside = threading.Barrier(2, timeout=10)
 

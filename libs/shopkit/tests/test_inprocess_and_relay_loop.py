@@ -1,5 +1,6 @@
 """The in-process transport keeps RabbitMQ's semantics (routing by type, bounded retries, a dead list,
 replay); the relay loop is woken by commits from any thread and a failing wake-up never fails a commit."""
+
 from __future__ import annotations
 
 import asyncio

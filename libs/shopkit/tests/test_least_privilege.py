@@ -1,4 +1,5 @@
 """Each service role, as provisioned by shopkit.provision, owns its schema and can touch no other."""
+
 from __future__ import annotations
 
 import psycopg2

@@ -1,6 +1,7 @@
 """Outbox and relay on real PostgreSQL and RabbitMQ: written in the caller's transaction, published with
 confirms, republished after a crash between publish and mark, never twice by two relays in one pass,
 dead after repeated refusals, replayable."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """The RabbitMQ transport: bounded retries then the dead-letter queue while later messages flow, acks
 only after the handler's transaction committed, nothing lost across a broker restart."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """`python -m shopkit.replay`: dead outbox rows back to pending, dead letters back to the queue."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,7 +62,11 @@ def run_replay(pg_url: str, amqp_url: str, bus_namespace: str, *flags: str) -> s
     env = {**os.environ, "SHOP_DATABASE_URL": pg_url, "SHOP_AMQP_URL": amqp_url, "SHOP_BUS_NAMESPACE": bus_namespace}
     result = subprocess.run(
         [sys.executable, "-m", "shopkit.replay", "--service", "orders", *flags],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

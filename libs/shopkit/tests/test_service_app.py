@@ -1,5 +1,6 @@
 """A tiny app built with ServiceRuntime.create_app (SQLite, in-process bus): problem+json for every
 error, request ids on every response, body limits, health, readiness and metrics."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Routes of /api/auth: parse, call a use case, shape the answer."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,18 +24,14 @@ def get_security(request: Request) -> Security:
 
 
 def _pair(issued: IssuedTokens) -> TokenPair:
-    return TokenPair(
-        access_token=issued.access_token, refresh_token=issued.refresh_token, expires_in=issued.expires_in
-    )
+    return TokenPair(access_token=issued.access_token, refresh_token=issued.refresh_token, expires_in=issued.expires_in)
 
 
 @router.post("/register", status_code=201, response_model=UserOut, responses={409: PROBLEM, 422: PROBLEM})
 def register(
     body: RegisterRequest, uow: UnitOfWork = Depends(get_uow), security: Security = Depends(get_security)
 ) -> UserOut:
-    user = service.register(
-        uow, security.passwords, email=body.email, password=body.password, full_name=body.full_name
-    )
+    user = service.register(uow, security.passwords, email=body.email, password=body.password, full_name=body.full_name)
     return UserOut.model_validate(user)
 
 

@@ -1,4 +1,5 @@
 """Wiring of the auth service: routes, event handlers, jobs, lifespan."""
+
 from __future__ import annotations
 
 import asyncio
@@ -64,9 +65,7 @@ def _lifespan_ensuring_admin(
 
 def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings) -> None:
     with runtime.db.unit_of_work() as uow:
-        outcome = service.ensure_admin(
-            uow, passwords, email=settings.admin_email, password=settings.admin_password
-        )
+        outcome = service.ensure_admin(uow, passwords, email=settings.admin_email, password=settings.admin_password)
     log.info("admin ensured", extra={"email": settings.admin_email, "outcome": outcome})
 
 

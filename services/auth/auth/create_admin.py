@@ -4,6 +4,7 @@
 
 Without --password it asks twice, without echo. Reads the same settings as the service (SHOP_*), so it
 writes to the database the service uses, and migrates that schema first if needed."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,6 @@
 """Rules of the auth service, with no I/O: what an email and a password must look like, and when
 repeated failures lock a login."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Tables of the auth schema."""
+
 from __future__ import annotations
 
 import uuid

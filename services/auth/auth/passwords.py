@@ -1,4 +1,5 @@
 """argon2id password hashes. Clear-text passwords go in here and never come out."""
+
 from __future__ import annotations
 
 import secrets

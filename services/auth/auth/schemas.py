@@ -1,4 +1,5 @@
 """Request and response models of the public auth API."""
+
 from __future__ import annotations
 
 import uuid

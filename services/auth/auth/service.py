@@ -1,4 +1,5 @@
 """Use cases of the auth service, each one unit of work."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """Access tokens (JWT signed with the service's private key, verified everywhere with the public one)
 and opaque refresh tokens, of which only a hash is stored."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,5 +1,6 @@
 """Fixtures of the auth tests: settings isolated from the environment, the app with its lifespan run
 (migrations, admin), and an `AuthApi` helper that speaks the public API and signs hand-made tokens."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Routes of the catalog: parse, call a use case, shape the answer."""
+
 from __future__ import annotations
 
 import uuid

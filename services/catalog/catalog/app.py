@@ -1,4 +1,5 @@
 """Wiring of the catalog service: routes, event handlers, jobs, lifespan."""
+
 from __future__ import annotations
 
 from pathlib import Path

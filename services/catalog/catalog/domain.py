@@ -1,4 +1,5 @@
 """Stock rules with no I/O: what an order needs, what is short, what an adjustment may do."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The events the catalog consumes, one function each. The kit runs each in a unit of work with its
 inbox record and commits; these never commit themselves."""
+
 from __future__ import annotations
 
 from catalog import service

@@ -1,4 +1,5 @@
 """Tables of the catalog schema."""
+
 from __future__ import annotations
 
 import uuid
@@ -92,9 +93,7 @@ class StockDecision(Base):
     same order (a redelivery, the orders sweeper, a second payment) gets the same answer again."""
 
     __tablename__ = "stock_decisions"
-    __table_args__ = (
-        CheckConstraint("outcome IN ('committed', 'rejected')", name="ck_stock_decisions_outcome"),
-    )
+    __table_args__ = (CheckConstraint("outcome IN ('committed', 'rejected')", name="ck_stock_decisions_outcome"),)
 
     order_id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(10), nullable=False)

@@ -1,4 +1,5 @@
 """Request and response models of the catalog API (public and internal)."""
+
 from __future__ import annotations
 
 import uuid

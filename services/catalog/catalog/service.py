@@ -1,5 +1,6 @@
 """Use cases of the catalog. Those behind a route are one unit of work each and commit; those behind an
 event handler write into the handler's unit of work, which the kit commits with the inbox record."""
+
 from __future__ import annotations
 
 import uuid
@@ -34,8 +35,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _movement(product: Product, delta: int, cause: str, *, order_id: uuid.UUID | None = None,
-              reason: str | None = None) -> StockMovement:
+def _movement(
+    product: Product, delta: int, cause: str, *, order_id: uuid.UUID | None = None, reason: str | None = None
+) -> StockMovement:
     return StockMovement(
         id=uuid.uuid4(),
         product_id=product.id,
@@ -79,9 +81,7 @@ def get_product(uow: UnitOfWork, product_id: uuid.UUID, *, include_archived: boo
 def list_products(uow: UnitOfWork, filters: ProductFilters) -> tuple[list[Product], int]:
     query = _filtered(select(Product).where(Product.is_active.is_(True)), filters, uow)
     total = uow.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    page = query.order_by(*SORTS[filters.sort]).limit(filters.page_size).offset(
-        (filters.page - 1) * filters.page_size
-    )
+    page = query.order_by(*SORTS[filters.sort]).limit(filters.page_size).offset((filters.page - 1) * filters.page_size)
     return list(uow.session.scalars(page)), total
 
 
@@ -109,14 +109,16 @@ def _matches(q: str, dialect: str) -> Any:
         query = func.to_tsquery("simple", domain.prefix_tsquery(terms))
         return or_(search_document().bool_op("@@")(query), Product.sku == q)
     # SQLite (all-in-one mode): every word must appear somewhere in name, sku or description.
-    return and_(*(
-        or_(
-            Product.name.icontains(word, autoescape=True),
-            Product.sku.icontains(word, autoescape=True),
-            Product.description.icontains(word, autoescape=True),
+    return and_(
+        *(
+            or_(
+                Product.name.icontains(word, autoescape=True),
+                Product.sku.icontains(word, autoescape=True),
+                Product.description.icontains(word, autoescape=True),
+            )
+            for word in q.split()
         )
-        for word in q.split()
-    ))
+    )
 
 
 def update_product(uow: UnitOfWork, product_id: uuid.UUID, changes: ProductUpdate) -> Product:
@@ -230,13 +232,23 @@ def commit_stock(uow: UnitOfWork, payment: PaymentSucceeded) -> None:
             .where(StockDecision.order_id == payment.order_id)
             .values(outcome="rejected", shortages=[s.model_dump(mode="json") for s in short])
         )
-        uow.emit(StockRejected(order_id=payment.order_id, payment_id=payment.payment_id, shortages=short),
-                 correlation_id=payment.order_id)
+        uow.emit(
+            StockRejected(order_id=payment.order_id, payment_id=payment.payment_id, shortages=short),
+            correlation_id=payment.order_id,
+        )
         return
-    _move_stock(uow, {pid: -quantity for pid, quantity in wanted.items()}, levels, "order_commit",
-                order_id=payment.order_id, now=now)
-    uow.emit(StockCommitted(order_id=payment.order_id, payment_id=payment.payment_id, items=payment.items),
-             correlation_id=payment.order_id)
+    _move_stock(
+        uow,
+        {pid: -quantity for pid, quantity in wanted.items()},
+        levels,
+        "order_commit",
+        order_id=payment.order_id,
+        now=now,
+    )
+    uow.emit(
+        StockCommitted(order_id=payment.order_id, payment_id=payment.payment_id, items=payment.items),
+        correlation_id=payment.order_id,
+    )
 
 
 def _claim_decision(uow: UnitOfWork, payment: PaymentSucceeded, now: datetime) -> bool:
@@ -253,22 +265,39 @@ def _claim_decision(uow: UnitOfWork, payment: PaymentSucceeded, now: datetime) -
     return bool(result.rowcount)
 
 
-def _move_stock(uow: UnitOfWork, deltas: dict[uuid.UUID, int], levels: dict[uuid.UUID, domain.StockLevel],
-                cause: str, *, order_id: uuid.UUID, now: datetime, reason: str | None = None) -> None:
+def _move_stock(
+    uow: UnitOfWork,
+    deltas: dict[uuid.UUID, int],
+    levels: dict[uuid.UUID, domain.StockLevel],
+    cause: str,
+    *,
+    order_id: uuid.UUID,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
     """Apply deltas to rows this transaction has locked, with one ledger row each (two statements for
     the whole order: the rows stay locked for as short a time as possible)."""
     after = {pid: levels[pid].stock + delta for pid, delta in deltas.items()}
     uow.session.execute(
-        update(PRODUCTS)
-        .where(PRODUCTS.c.id == bindparam("pid"))
-        .values(stock=bindparam("new_stock"), updated_at=now),
+        update(PRODUCTS).where(PRODUCTS.c.id == bindparam("pid")).values(stock=bindparam("new_stock"), updated_at=now),
         [{"pid": pid, "new_stock": stock} for pid, stock in after.items()],
     )
-    uow.session.execute(insert(MOVEMENTS), [
-        {"id": uuid.uuid4(), "product_id": pid, "delta": delta, "cause": cause, "order_id": order_id,
-         "reason": reason, "stock_after": after[pid], "created_at": now}
-        for pid, delta in deltas.items()
-    ])
+    uow.session.execute(
+        insert(MOVEMENTS),
+        [
+            {
+                "id": uuid.uuid4(),
+                "product_id": pid,
+                "delta": delta,
+                "cause": cause,
+                "order_id": order_id,
+                "reason": reason,
+                "stock_after": after[pid],
+                "created_at": now,
+            }
+            for pid, delta in deltas.items()
+        ],
+    )
 
 
 def _answer(uow: UnitOfWork, decision: StockDecision) -> None:
@@ -296,9 +325,7 @@ def release_stock(uow: UnitOfWork, refund: PaymentRefunded) -> None:
     """Put back what the refunded payment's order took, once, and only for the payment that paid it."""
     session = uow.session
     # Locking the decision serialises two refunds of one payment: the second sees released_at.
-    decision = session.scalar(
-        select(StockDecision).where(StockDecision.order_id == refund.order_id).with_for_update()
-    )
+    decision = session.scalar(select(StockDecision).where(StockDecision.order_id == refund.order_id).with_for_update())
     if (
         decision is None
         or decision.outcome != "committed"

@@ -1,4 +1,5 @@
 """Settings of the catalog service (environment, prefix SHOP_)."""
+
 from __future__ import annotations
 
 from shopkit.settings import KitSettings

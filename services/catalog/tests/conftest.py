@@ -1,4 +1,5 @@
 """Catalog test helpers: settings, tokens signed with the kit's dev key pair, an app and its database."""
+
 from __future__ import annotations
 
 import uuid
@@ -23,8 +24,9 @@ from shopkit.testing import mint_access_token
 TokenFactory = Callable[..., str]
 
 
-def mint_token(settings: KitSettings, *, role: str, user_id: uuid.UUID | None = None,
-               expires_in: timedelta = timedelta(minutes=15)) -> str:
+def mint_token(
+    settings: KitSettings, *, role: str, user_id: uuid.UUID | None = None, expires_in: timedelta = timedelta(minutes=15)
+) -> str:
     return mint_access_token(settings, role=role, user_id=user_id, expires_in=expires_in)
 
 
@@ -77,17 +79,35 @@ def seed_product() -> Callable[..., uuid.UUID]:
     """`seed_product(db, stock=5)`: a product written straight to the database, with its initial
     ledger row, as the create route would leave it."""
 
-    def seed(db: Database, *, stock: int, price: str = "100.00", is_active: bool = True,
-             product_id: uuid.UUID | None = None) -> uuid.UUID:
+    def seed(
+        db: Database, *, stock: int, price: str = "100.00", is_active: bool = True, product_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
         now = datetime.now(UTC)
-        product = Product(id=product_id or uuid.uuid4(), sku=f"SKU-{uuid.uuid4().hex[:10]}", name="Seeded",
-                          description="", price=Decimal(price), currency="BDT", stock=stock,
-                          is_active=is_active, created_at=now, updated_at=now)
+        product = Product(
+            id=product_id or uuid.uuid4(),
+            sku=f"SKU-{uuid.uuid4().hex[:10]}",
+            name="Seeded",
+            description="",
+            price=Decimal(price),
+            currency="BDT",
+            stock=stock,
+            is_active=is_active,
+            created_at=now,
+            updated_at=now,
+        )
         with db.unit_of_work() as uow:
             uow.session.add(product)
             if stock:
-                uow.session.add(StockMovement(id=uuid.uuid4(), product_id=product.id, delta=stock,
-                                              cause="initial", stock_after=stock, created_at=now))
+                uow.session.add(
+                    StockMovement(
+                        id=uuid.uuid4(),
+                        product_id=product.id,
+                        delta=stock,
+                        cause="initial",
+                        stock_after=stock,
+                        created_at=now,
+                    )
+                )
             uow.commit()
         return product.id
 
@@ -98,16 +118,27 @@ def seed_product() -> Callable[..., uuid.UUID]:
 def payment_succeeded() -> Callable[..., Envelope]:
     """`payment_succeeded({product_id: quantity}, order_id=...)`: the envelope payments would publish."""
 
-    def envelope(quantities: dict[uuid.UUID, int], *, order_id: uuid.UUID | None = None,
-                 payment_id: uuid.UUID | None = None, producer: str = "payments") -> Envelope:
+    def envelope(
+        quantities: dict[uuid.UUID, int],
+        *,
+        order_id: uuid.UUID | None = None,
+        payment_id: uuid.UUID | None = None,
+        producer: str = "payments",
+    ) -> Envelope:
         lines = [
             OrderLine(product_id=pid, sku="SKU", name="Seeded", unit_price=Decimal("100.00"), quantity=qty)
             for pid, qty in quantities.items()
         ]
         total = sum((line.unit_price * line.quantity for line in lines), Decimal("0"))
         order_id = order_id or uuid.uuid4()
-        data = PaymentSucceeded(payment_id=payment_id or uuid.uuid4(), order_id=order_id, provider="stripe",
-                                amount=total, currency="BDT", items=lines)
+        data = PaymentSucceeded(
+            payment_id=payment_id or uuid.uuid4(),
+            order_id=order_id,
+            provider="stripe",
+            amount=total,
+            currency="BDT",
+            items=lines,
+        )
         return new_envelope(data, producer=producer, correlation_id=order_id)
 
     return envelope

@@ -1,4 +1,5 @@
 """Routes of /api/orders: parse, call the use case, shape the answer."""
+
 from __future__ import annotations
 
 import uuid
@@ -90,9 +91,7 @@ def list_orders(
     status: OrderStatus | None = Query(None),
     user_id: uuid.UUID | None = Query(None),
 ) -> OrderPage:
-    return service.list_orders(
-        get_db(request), caller, page=page, page_size=page_size, status=status, user_id=user_id
-    )
+    return service.list_orders(get_db(request), caller, page=page, page_size=page_size, status=status, user_id=user_id)
 
 
 @router.get("/{order_id}", response_model=OrderOut)

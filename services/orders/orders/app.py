@@ -1,4 +1,5 @@
 """Wiring of the orders service: routes, event handlers, jobs, lifespan."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator

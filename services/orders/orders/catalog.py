@@ -1,4 +1,5 @@
 """The one synchronous read orders makes: current price, stock and active flag of the products."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Rules of an order with no I/O: the state machine, line validation, pricing against the catalog."""
+
 from __future__ import annotations
 
 import uuid
@@ -85,8 +86,7 @@ class InsufficientStock(OrderRejected):
 
     def __init__(self, shortages: list[tuple[uuid.UUID, int, int]]) -> None:
         super().__init__(
-            "not enough stock: "
-            + ", ".join(f"{p} (requested {want}, available {have})" for p, want, have in shortages)
+            "not enough stock: " + ", ".join(f"{p} (requested {want}, available {have})" for p, want, have in shortages)
         )
         self.shortages = shortages
 
@@ -133,9 +133,7 @@ def merge_lines(lines: Iterable[RequestedLine]) -> list[RequestedLine]:
         raise InvalidLines(f"an order has between 1 and {MAX_LINES} lines")
     too_many = [str(p) for p, q in merged.items() if q > MAX_QUANTITY]
     if too_many:
-        raise InvalidLines(
-            f"quantity of a product must not exceed {MAX_QUANTITY} in total: " + ", ".join(too_many)
-        )
+        raise InvalidLines(f"quantity of a product must not exceed {MAX_QUANTITY} in total: " + ", ".join(too_many))
     return [RequestedLine(p, q) for p, q in merged.items()]
 
 
@@ -144,9 +142,7 @@ def price_lines(
 ) -> tuple[str, list[PricedLine]]:
     """Snapshot the catalog's current sku, name and price into the lines. Returns (currency, lines)."""
     unknown = [
-        line.product_id
-        for line in lines
-        if line.product_id not in products or not products[line.product_id].is_active
+        line.product_id for line in lines if line.product_id not in products or not products[line.product_id].is_active
     ]
     if unknown:
         raise UnknownProducts(unknown)

@@ -1,6 +1,7 @@
 """The saga's consumed events, one function each. They run inside the kit's unit of work with the
 inbox record (never commit here), and may arrive duplicated or out of order: each one looks at the
 order's current state and does only what is still missing."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Tables of the orders schema."""
+
 from __future__ import annotations
 
 import uuid
@@ -63,9 +64,7 @@ class OrderItem(Base):
         CheckConstraint("unit_price >= 0", name="ck_order_items_unit_price"),
     )
 
-    order_id: Mapped[uuid.UUID] = mapped_column(
-        GUID(), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
-    )
+    order_id: Mapped[uuid.UUID] = mapped_column(GUID(), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
     # Repeated products are merged at placement, so a product appears once per order.
     product_id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -81,9 +80,7 @@ class OrderEvent(Base):
 
     __tablename__ = "order_events"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     order_id: Mapped[uuid.UUID] = mapped_column(
         GUID(), ForeignKey("orders.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -98,9 +95,7 @@ class RefundedPayment(Base):
 
     __tablename__ = "refunded_payments"
 
-    order_id: Mapped[uuid.UUID] = mapped_column(
-        GUID(), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
-    )
+    order_id: Mapped[uuid.UUID] = mapped_column(GUID(), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
     payment_id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

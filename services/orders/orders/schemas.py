@@ -1,4 +1,5 @@
 """Request and response models of the orders API."""
+
 from __future__ import annotations
 
 import uuid

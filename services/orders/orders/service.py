@@ -1,4 +1,5 @@
 """Use cases of the orders service, each one unit of work."""
+
 from __future__ import annotations
 
 import logging
@@ -49,9 +50,7 @@ def change_status(session: Session, order: Order, target: OrderStatus, reason: s
 
 def add_note(session: Session, order: Order, reason: str) -> None:
     """An event that changed nothing still leaves a trace on the timeline, under the current status."""
-    session.execute(
-        insert(events_table).values(order_id=order.id, status=order.status, reason=reason, at=utcnow())
-    )
+    session.execute(insert(events_table).values(order_id=order.id, status=order.status, reason=reason, at=utcnow()))
 
 
 def lock_order(session: Session, order_id: uuid.UUID) -> Order | None:
@@ -401,9 +400,7 @@ def cancel_expired_orders(db: Database, *, batch: int = 100, now: datetime | Non
     return len(expired)
 
 
-def redrive_stuck_orders(
-    db: Database, *, stuck_after: float, batch: int = 100, now: datetime | None = None
-) -> int:
+def redrive_stuck_orders(db: Database, *, stuck_after: float, batch: int = 100, now: datetime | None = None) -> int:
     """Re-emit what an order stuck in `paid` or `refund_pending` waits on. The catalog answers a
     repeated PaymentSucceeded with its recorded outcome, and payments refunds a payment once, so a
     re-drive is harmless; last_redriven_at keeps it to one per stuck_after period."""

@@ -1,4 +1,5 @@
 """Settings of the orders service (environment, prefix SHOP_)."""
+
 from __future__ import annotations
 
 from pydantic import Field

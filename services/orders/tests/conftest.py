@@ -1,4 +1,5 @@
 """Fixtures of the orders tests: tokens signed with the kit's dev keys, a fake catalog, the app."""
+
 from __future__ import annotations
 
 import asyncio

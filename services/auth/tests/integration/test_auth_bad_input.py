@@ -1,5 +1,6 @@
 """Whatever a client sends to an auth route, the answer is a 4xx problem document, never a 500, and a
 refused registration creates nothing."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def api(shared_sqlite_api: Any) -> Any:
     return shared_sqlite_api
+
 
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "/api/auth/register": {"email": "new@example.com", "password": "long-enough-1", "full_name": "New User"},
@@ -130,6 +132,4 @@ def test_unknown_or_garbage_refresh_tokens_are_401_and_logout_of_them_is_204(api
 def test_an_access_token_is_not_a_refresh_token(api: Any) -> None:
     api.register("mixup@example.com")
     tokens = api.login("mixup@example.com")
-    _assert_problem(
-        api.client.post("/api/auth/refresh", json={"refresh_token": tokens["access_token"][:200]}), 401
-    )
+    _assert_problem(api.client.post("/api/auth/refresh", json={"refresh_token": tokens["access_token"][:200]}), 401)

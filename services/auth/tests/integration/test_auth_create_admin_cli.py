@@ -1,5 +1,6 @@
 """`python -m auth.create_admin` run in-process on the SQLite database (the PostgreSQL run, as a real
 subprocess, is in test_auth_flows_postgres.py)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
 """The main auth flows on real PostgreSQL, through the public API."""
+
 from __future__ import annotations
 
 import logging
@@ -178,7 +179,11 @@ def test_create_admin_command_creates_an_admin(pg_api: Any, pg_url: str, tmp_pat
     env = {**os.environ, "SHOP_DATABASE_URL": pg_url, "SHOP_VAR_DIR": str(tmp_path), "SHOP_LOG_JSON": "false"}
     done = subprocess.run(
         [sys.executable, "-m", "auth.create_admin", "--email", "Ops@Example.com", "--password", "Ops-Pass-1234"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "Ops-Pass-1234" not in done.stdout + done.stderr

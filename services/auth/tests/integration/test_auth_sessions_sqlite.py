@@ -1,4 +1,5 @@
 """Login work, sessions and housekeeping on the SQLite (all-in-one) database."""
+
 from __future__ import annotations
 
 import uuid
@@ -105,9 +106,7 @@ def test_a_chunked_body_over_one_megabyte_is_413(sqlite_api: Any) -> None:
             yield b"x" * 100_000
         yield b'"}'
 
-    response = sqlite_api.client.post(
-        "/api/auth/login", content=chunks(), headers={"Content-Type": "application/json"}
-    )
+    response = sqlite_api.client.post("/api/auth/login", content=chunks(), headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
 

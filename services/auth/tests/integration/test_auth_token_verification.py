@@ -1,5 +1,6 @@
 """Access tokens as every service checks them (the kit's TokenVerifier, reached through /api/auth/me):
 anything but a genuine, current token of this issuer for this audience is a 401 problem."""
+
 from __future__ import annotations
 
 import base64

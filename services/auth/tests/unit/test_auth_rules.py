@@ -1,5 +1,6 @@
 """Pure rules of the auth service: emails, passwords, the login lock, hashing, token signing, and the
 settings production refuses."""
+
 from __future__ import annotations
 
 import uuid

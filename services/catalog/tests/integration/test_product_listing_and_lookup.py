@@ -1,5 +1,6 @@
 """Listing (search, price range, stock filter, sorts, paging) and the internal lookup for orders, on
 PostgreSQL (full-text index) and on SQLite (LIKE)."""
+
 from __future__ import annotations
 
 import uuid
@@ -19,13 +20,28 @@ from shopkit import testing
 pytestmark = pytest.mark.integration
 
 PRODUCTS = [
-    {"sku": "RICE-MINIKET-5", "name": "Miniket Rice 5kg", "description": "Premium parboiled grain",
-     "price": "750.00", "stock": 12},
+    {
+        "sku": "RICE-MINIKET-5",
+        "name": "Miniket Rice 5kg",
+        "description": "Premium parboiled grain",
+        "price": "750.00",
+        "stock": 12,
+    },
     {"sku": "DAL-MOSUR-1", "name": "Mosur Dal 1kg", "description": "Red lentils", "price": "140.00", "stock": 0},
-    {"sku": "OIL-SOY-5", "name": "Soybean Oil 5L", "description": "Fortified cooking oil",
-     "price": "920.50", "stock": 3},
-    {"sku": "TEA-1", "name": "Assam Tea", "description": "Strong black tea, great with rice snacks",
-     "price": "320.00", "stock": 40},
+    {
+        "sku": "OIL-SOY-5",
+        "name": "Soybean Oil 5L",
+        "description": "Fortified cooking oil",
+        "price": "920.50",
+        "stock": 3,
+    },
+    {
+        "sku": "TEA-1",
+        "name": "Assam Tea",
+        "description": "Strong black tea, great with rice snacks",
+        "price": "320.00",
+        "stock": 40,
+    },
     {"sku": "GONE-1", "name": "Archived Rice", "description": "no longer sold", "price": "10.00", "stock": 5},
 ]
 
@@ -39,8 +55,11 @@ class Catalog:
 
 
 @pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def catalog(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            auth_headers: Callable[..., dict[str, str]]) -> Iterator[Catalog]:
+def catalog(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    auth_headers: Callable[..., dict[str, str]],
+) -> Iterator[Catalog]:
     database = testing.fresh_database(services=("catalog",)) if request.param == "postgresql" else nullcontext()
     with database as url:
         settings = CatalogSettings(database_url=url, var_dir=tmp_path_factory.mktemp("catalog"), log_json=False)
@@ -115,8 +134,15 @@ def test_internal_lookup_returns_known_products_including_archived(catalog: Cata
     assert response.status_code == 200
     items = {item["sku"]: item for item in response.json()["items"]}
     assert set(items) == {"OIL-SOY-5", "GONE-1"}
-    assert items["OIL-SOY-5"] == {"id": catalog.ids["OIL-SOY-5"], "sku": "OIL-SOY-5", "name": "Soybean Oil 5L",
-                                  "price": "920.50", "currency": "BDT", "stock": 3, "is_active": True}
+    assert items["OIL-SOY-5"] == {
+        "id": catalog.ids["OIL-SOY-5"],
+        "sku": "OIL-SOY-5",
+        "name": "Soybean Oil 5L",
+        "price": "920.50",
+        "currency": "BDT",
+        "stock": 3,
+        "is_active": True,
+    }
     assert items["GONE-1"]["is_active"] is False
 
 

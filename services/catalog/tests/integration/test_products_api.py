@@ -1,5 +1,6 @@
 """The public product API over HTTP, against PostgreSQL: what customers, admins and anonymous callers
 see, and that bad input is a 4xx problem that changes nothing."""
+
 from __future__ import annotations
 
 import uuid
@@ -45,8 +46,14 @@ def customer(module_settings: CatalogSettings, auth_headers: Callable[[Any, str]
 
 
 def new_product(client: TestClient, admin: Headers, **overrides: Any) -> dict[str, Any]:
-    body = {"sku": f"SKU-{uuid.uuid4().hex[:8]}", "name": "Rice 5kg", "description": "Miniket rice",
-            "price": "1250.00", "stock": 10, **overrides}
+    body = {
+        "sku": f"SKU-{uuid.uuid4().hex[:8]}",
+        "name": "Rice 5kg",
+        "description": "Miniket rice",
+        "price": "1250.00",
+        "stock": 10,
+        **overrides,
+    }
     response = client.post("/api/products", json=body, headers=admin)
     assert response.status_code == 201, response.text
     return response.json()
@@ -58,8 +65,9 @@ def ledger_total(client: TestClient, product_id: str) -> tuple[int, int]:
     with runtime.db.unit_of_work() as uow:
         pid = uuid.UUID(product_id)
         stock = uow.session.scalar(select(Product.stock).where(Product.id == pid))
-        total = uow.session.scalar(select(func.coalesce(func.sum(StockMovement.delta), 0))
-                                   .where(StockMovement.product_id == pid))
+        total = uow.session.scalar(
+            select(func.coalesce(func.sum(StockMovement.delta), 0)).where(StockMovement.product_id == pid)
+        )
     return stock, total
 
 
@@ -78,16 +86,18 @@ def test_admin_creates_a_product_and_anyone_reads_it(client: TestClient, admin: 
 
 def test_duplicate_sku_is_a_conflict(client: TestClient, admin: Headers) -> None:
     created = new_product(client, admin)
-    response = client.post("/api/products", json={"sku": created["sku"], "name": "Other", "price": "1.00"},
-                           headers=admin)
+    response = client.post(
+        "/api/products", json={"sku": created["sku"], "name": "Other", "price": "1.00"}, headers=admin
+    )
     assert response.status_code == 409
     assert response.headers["content-type"].startswith("application/problem+json")
 
 
 def test_update_changes_only_the_given_fields(client: TestClient, admin: Headers) -> None:
     created = new_product(client, admin)
-    response = client.patch(f"/api/products/{created['id']}", json={"price": "99.90", "name": "Rice 2kg"},
-                            headers=admin)
+    response = client.patch(
+        f"/api/products/{created['id']}", json={"price": "99.90", "name": "Rice 2kg"}, headers=admin
+    )
     assert response.status_code == 200
     updated = response.json()
     assert (updated["price"], updated["name"], updated["description"]) == ("99.90", "Rice 2kg", "Miniket rice")
@@ -115,39 +125,51 @@ def test_missing_product_is_404(client: TestClient, admin: Headers) -> None:
     assert client.get(f"/api/products/{missing}").status_code == 404
     assert client.patch(f"/api/products/{missing}", json={"name": "x"}, headers=admin).status_code == 404
     assert client.delete(f"/api/products/{missing}", headers=admin).status_code == 404
-    assert client.post(f"/api/products/{missing}/stock-adjustments", json={"delta": 1, "reason": "x"},
-                       headers=admin).status_code == 404
+    assert (
+        client.post(
+            f"/api/products/{missing}/stock-adjustments", json={"delta": 1, "reason": "x"}, headers=admin
+        ).status_code
+        == 404
+    )
     assert client.get(f"/api/products/{missing}/stock-movements", headers=admin).status_code == 404
 
 
 def test_stock_adjustments_are_recorded_in_the_ledger(client: TestClient, admin: Headers) -> None:
     created = new_product(client, admin, stock=3)
-    response = client.post(f"/api/products/{created['id']}/stock-adjustments",
-                           json={"delta": 7, "reason": "delivery from supplier"}, headers=admin)
+    response = client.post(
+        f"/api/products/{created['id']}/stock-adjustments",
+        json={"delta": 7, "reason": "delivery from supplier"},
+        headers=admin,
+    )
     assert response.status_code == 201
     movement = response.json()
     assert movement["delta"] == 7 and movement["cause"] == "adjustment" and movement["stock_after"] == 10
     assert movement["reason"] == "delivery from supplier" and movement["order_id"] is None
-    removed = client.post(f"/api/products/{created['id']}/stock-adjustments",
-                          json={"delta": -4, "reason": "damaged"}, headers=admin)
+    removed = client.post(
+        f"/api/products/{created['id']}/stock-adjustments", json={"delta": -4, "reason": "damaged"}, headers=admin
+    )
     assert removed.status_code == 201 and removed.json()["stock_after"] == 6
 
     assert client.get(f"/api/products/{created['id']}").json()["stock"] == 6
     ledger = client.get(f"/api/products/{created['id']}/stock-movements", headers=admin).json()
     assert ledger["total"] == 3 and ledger["page"] == 1 and ledger["page_size"] == 20
     assert sorted((m["cause"], m["delta"]) for m in ledger["items"]) == [
-        ("adjustment", -4), ("adjustment", 7), ("initial", 3)
+        ("adjustment", -4),
+        ("adjustment", 7),
+        ("initial", 3),
     ]
     assert sum(m["delta"] for m in ledger["items"]) == 6
-    page = client.get(f"/api/products/{created['id']}/stock-movements", params={"page": 2, "page_size": 2},
-                      headers=admin).json()
+    page = client.get(
+        f"/api/products/{created['id']}/stock-movements", params={"page": 2, "page_size": 2}, headers=admin
+    ).json()
     assert page["total"] == 3 and len(page["items"]) == 1
 
 
 def test_adjustment_below_zero_is_a_conflict_and_changes_nothing(client: TestClient, admin: Headers) -> None:
     created = new_product(client, admin, stock=2)
-    response = client.post(f"/api/products/{created['id']}/stock-adjustments",
-                           json={"delta": -3, "reason": "stocktake"}, headers=admin)
+    response = client.post(
+        f"/api/products/{created['id']}/stock-adjustments", json={"delta": -3, "reason": "stocktake"}, headers=admin
+    )
     assert response.status_code == 409
     assert response.json()["status"] == 409
     assert ledger_total(client, created["id"]) == (2, 2)

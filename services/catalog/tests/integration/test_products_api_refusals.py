@@ -1,5 +1,6 @@
 """Every admin route refuses customers (403) and anonymous callers (401); bad input is a 4xx problem
 and changes nothing. Runs on SQLite (all-in-one mode): the refusals happen before any SQL."""
+
 from __future__ import annotations
 
 import uuid
@@ -36,8 +37,9 @@ def customer(sqlite_settings: CatalogSettings, auth_headers: Callable[[Any, str]
 
 @pytest.fixture
 def product(client: TestClient, admin: Headers) -> dict[str, Any]:
-    response = client.post("/api/products", json={"sku": "RICE-5", "name": "Rice", "price": "10.00", "stock": 4},
-                           headers=admin)
+    response = client.post(
+        "/api/products", json={"sku": "RICE-5", "name": "Rice", "price": "10.00", "stock": 4}, headers=admin
+    )
     assert response.status_code == 201
     return response.json()
 
@@ -76,8 +78,13 @@ def test_admin_routes_refuse_customers_and_anonymous_callers(
     assert_unchanged(client, admin, product)
 
 
-def test_expired_token_is_refused(client: TestClient, sqlite_settings: CatalogSettings, product: dict[str, Any],
-                                  admin: Headers, auth_headers: Callable[..., Headers]) -> None:
+def test_expired_token_is_refused(
+    client: TestClient,
+    sqlite_settings: CatalogSettings,
+    product: dict[str, Any],
+    admin: Headers,
+    auth_headers: Callable[..., Headers],
+) -> None:
     expired = auth_headers(sqlite_settings, "admin", expires_in=timedelta(seconds=-60))
     response = client.delete(f"/api/products/{product['id']}", headers=expired)
     assert response.status_code == 401
@@ -145,16 +152,18 @@ def test_malformed_json_is_a_problem_and_changes_nothing(
     client: TestClient, admin: Headers, product: dict[str, Any], path: str
 ) -> None:
     target = "/api/products" if not path else f"/api/products/{product['id']}{path}"
-    response = client.post(target, content=b'{"sku": "X-1", "name": ', headers={
-        **admin, "Content-Type": "application/json"})
+    response = client.post(
+        target, content=b'{"sku": "X-1", "name": ', headers={**admin, "Content-Type": "application/json"}
+    )
     assert 400 <= response.status_code < 500
     assert response.headers["content-type"].startswith("application/problem+json")
     assert_unchanged(client, admin, product)
 
 
 def test_below_zero_adjustment_is_a_conflict(client: TestClient, admin: Headers, product: dict[str, Any]) -> None:
-    response = client.post(f"/api/products/{product['id']}/stock-adjustments",
-                           json={"delta": -5, "reason": "stocktake"}, headers=admin)
+    response = client.post(
+        f"/api/products/{product['id']}/stock-adjustments", json={"delta": -5, "reason": "stocktake"}, headers=admin
+    )
     assert response.status_code == 409
     assert_unchanged(client, admin, product)
 
@@ -175,8 +184,9 @@ def test_below_zero_adjustment_is_a_conflict(client: TestClient, admin: Headers,
         {"q": "x" * 201},
     ],
 )
-def test_bad_listing_query_is_422(client: TestClient, admin: Headers, product: dict[str, Any],
-                                  params: dict[str, Any]) -> None:
+def test_bad_listing_query_is_422(
+    client: TestClient, admin: Headers, product: dict[str, Any], params: dict[str, Any]
+) -> None:
     response = client.get("/api/products", params=params)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -187,8 +197,9 @@ def test_bad_listing_query_is_422(client: TestClient, admin: Headers, product: d
     ("method", "suffix"),
     [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/stock-adjustments"), ("GET", "/stock-movements")],
 )
-def test_non_uuid_id_is_422(client: TestClient, admin: Headers, product: dict[str, Any], method: str,
-                            suffix: str) -> None:
+def test_non_uuid_id_is_422(
+    client: TestClient, admin: Headers, product: dict[str, Any], method: str, suffix: str
+) -> None:
     body = {"delta": 1, "reason": "x"} if method == "POST" else ({"name": "x"} if method == "PATCH" else None)
     response = client.request(method, f"/api/products/not-a-uuid{suffix}", json=body, headers=admin)
     assert response.status_code == 422

@@ -1,5 +1,6 @@
 """The catalog as deployed: a PaymentSucceeded published on RabbitMQ reaches the running app, which
 commits the stock and publishes StockCommitted back on the bus (outbox relay, broker confirms)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +20,16 @@ pytestmark = pytest.mark.integration
 
 
 async def test_payment_succeeded_on_the_bus_comes_back_as_stock_committed(
-    pg_url: str, amqp_url: str, bus_namespace: str, tmp_path: Path, auth_headers: Callable[..., dict[str, str]],
+    pg_url: str,
+    amqp_url: str,
+    bus_namespace: str,
+    tmp_path: Path,
+    auth_headers: Callable[..., dict[str, str]],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
-    settings = CatalogSettings(database_url=pg_url, amqp_url=amqp_url, bus_namespace=bus_namespace,
-                               var_dir=tmp_path, log_json=False)
+    settings = CatalogSettings(
+        database_url=pg_url, amqp_url=amqp_url, bus_namespace=bus_namespace, var_dir=tmp_path, log_json=False
+    )
     observer = RabbitMQTransport(amqp_url, exchange=f"{bus_namespace}shop.events")
     answers: asyncio.Queue[Envelope] = asyncio.Queue()
 
@@ -32,8 +38,9 @@ async def test_payment_succeeded_on_the_bus_comes_back_as_stock_committed(
 
     with TestClient(create_app(settings)) as client:
         admin = auth_headers(settings, "admin")
-        created = client.post("/api/products", json={"sku": "TEA-1", "name": "Tea", "price": "320.00", "stock": 4},
-                              headers=admin)
+        created = client.post(
+            "/api/products", json={"sku": "TEA-1", "name": "Tea", "price": "320.00", "stock": 4}, headers=admin
+        )
         assert created.status_code == 201
         product_id = uuid.UUID(created.json()["id"])
 

@@ -1,6 +1,7 @@
 """PaymentSucceeded → stock commit on real PostgreSQL, driven through the kit's EventDispatcher (so the
 inbox path runs) from many threads and connections at once: no oversell, all or nothing per order,
 no deadlock, one decrement per order however often its payment is delivered."""
+
 from __future__ import annotations
 
 import uuid
@@ -35,9 +36,11 @@ def stock_of(db: Database, product_id: uuid.UUID) -> int:
 def assert_ledger_consistent(db: Database) -> None:
     """For every product the ledger's deltas sum to its stock, and no stock is negative."""
     with db.engine.connect() as connection:
-        sums = dict(connection.execute(
-            select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
-        ).all())
+        sums = dict(
+            connection.execute(
+                select(StockMovement.product_id, func.sum(StockMovement.delta)).group_by(StockMovement.product_id)
+            ).all()
+        )
         for product_id, stock in connection.execute(select(Product.id, Product.stock)):
             assert stock >= 0
             assert sums.get(product_id, 0) == stock, f"ledger of {product_id} does not sum to its stock"
@@ -50,7 +53,9 @@ def run_all(dispatcher: EventDispatcher, envelopes: list[Envelope], threads: int
 
 
 def test_two_hundred_payments_for_fifty_units_commit_exactly_fifty(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=50)
@@ -66,14 +71,15 @@ def test_two_hundred_payments_for_fifty_units_commit_exactly_fifty(
         commits = connection.execute(
             select(func.count()).select_from(StockMovement).where(StockMovement.cause == "order_commit")
         ).scalar_one()
-        decisions = dict(connection.execute(
-            select(StockDecision.outcome, func.count()).group_by(StockDecision.outcome)
-        ).all())
+        decisions = dict(
+            connection.execute(select(StockDecision.outcome, func.count()).group_by(StockDecision.outcome)).all()
+        )
     assert commits == 50
     assert decisions == {"committed": 50, "rejected": 150}
     rejected = [e for e in emitted(pg_db) if e["type"] == "StockRejected"]
-    assert all(e["data"]["shortages"] == [{"product_id": str(product), "requested": 1, "available": 0}]
-               for e in rejected)
+    assert all(
+        e["data"]["shortages"] == [{"product_id": str(product), "requested": 1, "available": 0}] for e in rejected
+    )
     # Each answer belongs to the order it answers (correlation) and the payment that caused it.
     by_id = {e.id: e for e in envelopes}
     for answer in emitted(pg_db):
@@ -83,7 +89,9 @@ def test_two_hundred_payments_for_fifty_units_commit_exactly_fifty(
 
 
 def test_orders_locking_shared_products_in_opposite_orders_never_deadlock_or_half_commit(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     a, b, c = (seed_product(pg_db, stock=60) for _ in range(3))
@@ -102,7 +110,8 @@ def test_orders_locking_shared_products_in_opposite_orders_never_deadlock_or_hal
     assert_ledger_consistent(pg_db)
     with pg_db.engine.connect() as connection:
         per_order = connection.execute(
-            select(StockMovement.order_id, func.count()).where(StockMovement.cause == "order_commit")
+            select(StockMovement.order_id, func.count())
+            .where(StockMovement.cause == "order_commit")
             .group_by(StockMovement.order_id)
         ).all()
     # All or nothing: every committed order has exactly its three lines in the ledger.
@@ -110,7 +119,9 @@ def test_orders_locking_shared_products_in_opposite_orders_never_deadlock_or_hal
 
 
 def test_multi_line_order_short_on_one_line_changes_nothing(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     plenty, scarce = seed_product(pg_db, stock=10), seed_product(pg_db, stock=1)
@@ -120,15 +131,17 @@ def test_multi_line_order_short_on_one_line_changes_nothing(
 
     [answer] = emitted(pg_db)
     assert answer["type"] == "StockRejected"
-    assert sorted((s["product_id"], s["requested"], s["available"]) for s in answer["data"]["shortages"]) == sorted([
-        (str(scarce), 3, 1), (str(archived), 1, 0), (str(unknown), 1, 0)
-    ])
+    assert sorted((s["product_id"], s["requested"], s["available"]) for s in answer["data"]["shortages"]) == sorted(
+        [(str(scarce), 3, 1), (str(archived), 1, 0), (str(unknown), 1, 0)]
+    )
     assert (stock_of(pg_db, plenty), stock_of(pg_db, scarce), stock_of(pg_db, archived)) == (10, 1, 5)
     assert_ledger_consistent(pg_db)
 
 
 def test_same_event_delivered_twice_and_concurrently_decrements_once(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=10)
@@ -143,15 +156,18 @@ def test_same_event_delivered_twice_and_concurrently_decrements_once(
 
 
 def test_redriven_payment_for_a_decided_order_answers_again_without_touching_stock(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=5)
     first = payment_succeeded({product: 2})
     # The orders sweeper re-emits the same data under new envelope ids, several at once.
     redriven = [
-        payment_succeeded({product: 2}, order_id=first.data["order_id"], payment_id=first.data["payment_id"],
-                          producer="orders")
+        payment_succeeded(
+            {product: 2}, order_id=first.data["order_id"], payment_id=first.data["payment_id"], producer="orders"
+        )
         for _ in range(6)
     ]
     run_all(pg_dispatcher, [first, *redriven], threads=7)
@@ -165,7 +181,9 @@ def test_redriven_payment_for_a_decided_order_answers_again_without_touching_sto
 
 
 def test_a_rejected_order_stays_rejected_even_after_a_restock(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=1)
@@ -173,12 +191,23 @@ def test_a_rejected_order_stays_rejected_even_after_a_restock(
     pg_dispatcher.handle(first)
     with pg_db.unit_of_work() as uow:
         uow.session.get(Product, product).stock = 10  # type: ignore[union-attr]
-        uow.session.add(StockMovement(id=uuid.uuid4(), product_id=product, delta=9, cause="adjustment",
-                                      stock_after=10, created_at=uow.session.get(Product, product).created_at))  # type: ignore[union-attr]
+        uow.session.add(
+            StockMovement(
+                id=uuid.uuid4(),
+                product_id=product,
+                delta=9,
+                cause="adjustment",
+                stock_after=10,
+                created_at=uow.session.get(Product, product).created_at,
+            )
+        )  # type: ignore[union-attr]
         uow.commit()
     # The order was already refunded on the first answer; a re-drive must not sell it now.
-    pg_dispatcher.handle(payment_succeeded({product: 2}, order_id=first.data["order_id"],
-                                           payment_id=first.data["payment_id"], producer="orders"))
+    pg_dispatcher.handle(
+        payment_succeeded(
+            {product: 2}, order_id=first.data["order_id"], payment_id=first.data["payment_id"], producer="orders"
+        )
+    )
 
     assert [e["type"] for e in emitted(pg_db)] == ["StockRejected", "StockRejected"]
     assert stock_of(pg_db, product) == 10

@@ -1,5 +1,6 @@
 """PaymentRefunded puts committed stock back once, and only for the payment that committed it; the
 same saga runs on SQLite (all-in-one mode) through the same handlers."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,8 +27,12 @@ pytestmark = pytest.mark.integration
 
 def refunded(payment: Envelope, *, payment_id: uuid.UUID | None = None) -> Envelope:
     data = PaymentRefunded(
-        payment_id=payment_id or payment.data["payment_id"], order_id=payment.data["order_id"], provider="stripe",
-        amount=Decimal(payment.data["amount"]), currency="BDT", reason="stock rejected elsewhere",
+        payment_id=payment_id or payment.data["payment_id"],
+        order_id=payment.data["order_id"],
+        provider="stripe",
+        amount=Decimal(payment.data["amount"]),
+        currency="BDT",
+        reason="stock rejected elsewhere",
     )
     return new_envelope(data, producer="payments", correlation_id=payment.data["order_id"])
 
@@ -52,7 +57,9 @@ def emitted_types(db: Database) -> list[str]:
 
 
 def test_refund_of_the_paying_payment_releases_once_even_when_delivered_concurrently(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=5)
@@ -70,17 +77,23 @@ def test_refund_of_the_paying_payment_releases_once_even_when_delivered_concurre
     assert stock == 5
     assert ledger == [("initial", 5), ("order_commit", -2), ("release", 2)]
     with pg_db.engine.connect() as connection:
-        order_ids = set(connection.execute(
-            select(StockMovement.order_id).where(StockMovement.cause == "release")).scalars())
+        order_ids = set(
+            connection.execute(select(StockMovement.order_id).where(StockMovement.cause == "release")).scalars()
+        )
     assert order_ids == {uuid.UUID(payment.data["order_id"])}
     # After the release, a re-driven PaymentSucceeded still answers the recorded outcome, sells nothing.
-    pg_dispatcher.handle(payment_succeeded({product: 2}, order_id=payment.data["order_id"],
-                                           payment_id=payment.data["payment_id"], producer="orders"))
+    pg_dispatcher.handle(
+        payment_succeeded(
+            {product: 2}, order_id=payment.data["order_id"], payment_id=payment.data["payment_id"], producer="orders"
+        )
+    )
     assert state(pg_db, product)[0] == 5
 
 
 def test_refund_of_another_payment_of_the_order_releases_nothing(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=5)
@@ -91,7 +104,9 @@ def test_refund_of_another_payment_of_the_order_releases_nothing(
 
 
 def test_refund_after_a_rejection_or_for_an_unknown_order_releases_nothing(
-    pg_db: Database, pg_dispatcher: EventDispatcher, seed_product: Callable[..., uuid.UUID],
+    pg_db: Database,
+    pg_dispatcher: EventDispatcher,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     product = seed_product(pg_db, stock=1)
@@ -104,7 +119,8 @@ def test_refund_after_a_rejection_or_for_an_unknown_order_releases_nothing(
 
 
 def test_commit_and_release_on_sqlite(
-    sqlite_settings: CatalogSettings, seed_product: Callable[..., uuid.UUID],
+    sqlite_settings: CatalogSettings,
+    seed_product: Callable[..., uuid.UUID],
     payment_succeeded: Callable[..., Envelope],
 ) -> None:
     db = Database(sqlite_settings.service_database_url("catalog"), service="catalog")
@@ -130,8 +146,9 @@ def test_commit_and_release_on_sqlite(
 
 def _committed_payments(db: Database) -> list[Envelope]:
     with db.engine.connect() as connection:
-        rows: list[Any] = connection.execute(
-            select(outbox.c.envelope).where(outbox.c.event_type == "StockCommitted")).scalars().all()
+        rows: list[Any] = (
+            connection.execute(select(outbox.c.envelope).where(outbox.c.event_type == "StockCommitted")).scalars().all()
+        )
     return [
         new_envelope(_payment_data(row["data"]), producer="payments", correlation_id=row["data"]["order_id"])
         for row in rows
@@ -141,5 +158,11 @@ def _committed_payments(db: Database) -> list[Envelope]:
 def _payment_data(data: dict[str, Any]) -> Any:
     from contracts import PaymentSucceeded
 
-    return PaymentSucceeded(payment_id=data["payment_id"], order_id=data["order_id"], provider="stripe",
-                            amount=Decimal("100.00"), currency="BDT", items=data["items"])
+    return PaymentSucceeded(
+        payment_id=data["payment_id"],
+        order_id=data["order_id"],
+        provider="stripe",
+        amount=Decimal("100.00"),
+        currency="BDT",
+        items=data["items"],
+    )

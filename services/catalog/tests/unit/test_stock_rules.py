@@ -1,4 +1,5 @@
 """Stock rules, no I/O: what an order needs, what is short, what an adjustment may do, search terms."""
+
 from __future__ import annotations
 
 import uuid

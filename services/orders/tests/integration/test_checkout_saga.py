@@ -1,4 +1,5 @@
 """The checkout saga as orders sees it: events through RabbitMQ, duplicates and every delivery order."""
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """Payment timeout and the stuck-saga sweeper."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """The public routes: access rules, bad input, catalog failures, idempotency, paging."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Placing orders against a fake catalog, on real PostgreSQL and RabbitMQ."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Line validation and pricing at placement: merge, limits, unknown, currencies, stock."""
+
 from __future__ import annotations
 
 import uuid

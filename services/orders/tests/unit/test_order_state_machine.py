@@ -1,4 +1,5 @@
 """The transition table, exhaustively: every allowed move applies, every other one raises."""
+
 from __future__ import annotations
 
 import itertools

@@ -2,6 +2,7 @@
 
 Revision ID: 0001
 """
+
 from alembic import op
 
 from shopkit import inbox, outbox  # noqa: F401  (registers the tables on kit_metadata)
