@@ -30,6 +30,8 @@ class Envelope(BaseModel):
     producer: str
     correlation_id: str | None = None
     causation_id: str | None = None
+    # W3C trace context of the span that emitted the event, so the consumer's work joins its trace.
+    traceparent: str | None = None
     data: dict[str, Any]
 
 
@@ -42,6 +44,7 @@ def new_envelope(
     producer: str,
     correlation_id: str | uuid.UUID | None = None,
     causation_id: str | uuid.UUID | None = None,
+    traceparent: str | None = None,
 ) -> Envelope:
     return Envelope(
         type=data.TYPE,
@@ -49,6 +52,7 @@ def new_envelope(
         producer=producer,
         correlation_id=str(correlation_id) if correlation_id is not None else None,
         causation_id=str(causation_id) if causation_id is not None else None,
+        traceparent=traceparent,
         data=data.model_dump(mode="json"),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -91,20 +92,79 @@ class StockRejected(EventData):
 
 
 class RefundRequested(EventData):
+    """Orders asks payments to give money back. v2: `amount` (None: whatever is left of the payment)
+    and `restock` (release the stock committed for the order once the money is back)."""
+
     TYPE = "RefundRequested"
+    VERSION = 2
     order_id: uuid.UUID
     payment_id: uuid.UUID | None = None
     reason: str
+    amount: Money | None = None
+    restock: bool = True
 
 
 class PaymentRefunded(EventData):
+    """Money went back to the customer. v2 adds partial refunds: `amount` is this refund,
+    `refunded_amount` all refunded of the payment so far, `fully_refunded` whether nothing is left;
+    `restock` says whether the order's committed stock goes back on the shelf. A v1 event (no such
+    fields) was always a full refund that restocked, which is what the defaults say."""
+
     TYPE = "PaymentRefunded"
+    VERSION = 2
     payment_id: uuid.UUID
     order_id: uuid.UUID
     provider: Provider
     amount: Money
     currency: Currency
     reason: str
+    refunded_amount: Money | None = None
+    fully_refunded: bool = True
+    restock: bool = True
+
+
+class StockCommitRequested(EventData):
+    """Orders re-drives a paid order whose stock answer never came: commit (or answer again with the
+    decision already taken). The catalog treats it as it treats the PaymentSucceeded it stands for."""
+
+    TYPE = "StockCommitRequested"
+    order_id: uuid.UUID
+    payment_id: uuid.UUID
+    items: list[OrderLine]
+
+
+class OrderShipped(EventData):
+    TYPE = "OrderShipped"
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    carrier: str
+    tracking_number: str
+    shipped_at: datetime
+
+
+class OrderDelivered(EventData):
+    TYPE = "OrderDelivered"
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+    delivered_at: datetime
+
+
+class ProductChanged(EventData):
+    """The catalog's current facts about one product, sent on every create, edit, archive and stock
+    movement. `version` grows with every change of the product: apply an event only when it is newer
+    than what you hold. The stock is advisory for readers; the catalog's commit decides."""
+
+    TYPE = "ProductChanged"
+    product_id: uuid.UUID
+    sku: str
+    name: str
+    price: Money
+    currency: Currency
+    is_active: bool
+    stock: int = Field(ge=0)
+    version: int = Field(ge=1)
+    category: str | None = None
+    images: list[str] = Field(default_factory=list)
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {
@@ -119,5 +179,9 @@ EVENT_TYPES: dict[str, type[EventData]] = {
         StockRejected,
         RefundRequested,
         PaymentRefunded,
+        StockCommitRequested,
+        OrderShipped,
+        OrderDelivered,
+        ProductChanged,
     )
 }

@@ -4,9 +4,13 @@ the FastAPI dependencies for the caller and their role."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import hmac
 import os
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from shopkit.problems import Forbidden, Unauthenticated
 from shopkit.settings import KitSettings
 
 ADMIN, CUSTOMER = "admin", "customer"
+SERVICE_TOKEN_HEADER = "x-shop-service-token"
 
 
 @dataclass(frozen=True)
@@ -111,13 +116,37 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, keys: KeyPair, *, issuer: str, audience: str) -> None:
+    """Verifies access tokens, and remembers the ones it verified until they expire: a customer's
+    token arrives with every request, and a signature check costs more than the rest of a small
+    request. The cache is bounded (least recently used out first) and keyed by the whole token, so a
+    token differing in any byte is verified afresh."""
+
+    def __init__(self, keys: KeyPair, *, issuer: str, audience: str, cache_size: int = 10_000) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self._public_key = serialization.load_pem_public_key(keys.public_pem)
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
 
     def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if time.time() < expires_at:
+                with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+                    self._verified.move_to_end(token)
+                return principal
+            self._verified.pop(token, None)
+        principal, expires_at = self._verify(token)
+        if self._cache_size > 0:
+            self._verified[token] = (principal, expires_at)
+            if len(self._verified) > self._cache_size:
+                with contextlib.suppress(KeyError):
+                    self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -127,7 +156,8 @@ class TokenVerifier:
                 audience=self.audience,
                 options={"require": ["sub", "role", "exp", "iat", "iss", "aud", "jti"]},
             )
-            return Principal(uuid.UUID(claims["sub"]), str(claims["role"]), str(claims["jti"]))
+            principal = Principal(uuid.UUID(claims["sub"]), str(claims["role"]), str(claims["jti"]))
+            return principal, float(claims["exp"])
         except (jwt.PyJWTError, ValueError, KeyError) as exc:
             raise Unauthenticated("the access token is invalid or expired") from exc
 
@@ -148,6 +178,18 @@ async def current_principal(request: Request) -> Principal:  # async: no thread 
         raise Unauthenticated()
     verifier: TokenVerifier = request.app.state.token_verifier
     return verifier.verify(token)
+
+
+def service_token_matches(presented: str | None, expected: str) -> bool:
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+async def require_service(request: Request) -> None:
+    """Dependency of every /internal route: only another service of the shop, holding the shared
+    internal token, may call it. A request that reached the route some other way still gets 401."""
+    settings = request.app.state.settings
+    if not service_token_matches(request.headers.get(SERVICE_TOKEN_HEADER), settings.internal_token):
+        raise Unauthenticated("this route is for the shop's own services")
 
 
 async def require_admin(principal: Principal = Depends(current_principal)) -> Principal:

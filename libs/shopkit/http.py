@@ -12,6 +12,8 @@ import aiohttp
 import httpx
 from starlette.types import ASGIApp
 
+from shopkit.auth import SERVICE_TOKEN_HEADER
+
 
 class UpstreamUnavailable(Exception):
     """The other service did not answer in time or could not be reached."""
@@ -24,16 +26,27 @@ class UpstreamResponse:
 
 
 class ServiceClient:
-    def __init__(self, base_url: str, *, timeout: float = 5.0, asgi_app: ASGIApp | None = None) -> None:
+    """`service_token`: presented on every call, as the other service's /internal routes require."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        service_token: str,
+        timeout: float = 5.0,
+        asgi_app: ASGIApp | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.asgi_app = asgi_app
+        self._credential = {SERVICE_TOKEN_HEADER: service_token}
         self._session: aiohttp.ClientSession | None = None
         self._asgi_client: httpx.AsyncClient | None = None
 
     async def request(
         self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None
     ) -> UpstreamResponse:
+        headers = {**(headers or {}), **self._credential}
         try:
             if self.asgi_app is not None:
                 return await self._asgi(method, path, json_body, headers)

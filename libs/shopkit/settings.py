@@ -10,6 +10,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ROLE_PASSWORD_SUFFIX = "-dev-password"
+# Development and tests only: production refuses to start with it (see production_problems).
+DEV_INTERNAL_TOKEN = "dev-internal-token-not-for-production"
 
 
 class KitSettings(BaseSettings):
@@ -47,6 +49,9 @@ class KitSettings(BaseSettings):
     orders_url: str = "http://127.0.0.1:8003"
     payments_url: str = "http://127.0.0.1:8004"
     upstream_timeout: float = 5.0
+    # The credential services present to each other's /internal routes (header X-Shop-Service-Token).
+    # The gateway never forwards that header from outside, and never routes /internal.
+    internal_token: str = DEV_INTERNAL_TOKEN
 
     log_level: str = "INFO"
     log_json: bool = True
@@ -71,6 +76,8 @@ class KitSettings(BaseSettings):
             problems.append("SHOP_JWT_PUBLIC_KEY is not set")
         if not self.db_role_password:
             problems.append("SHOP_DB_ROLE_PASSWORD is not set")
+        if self.internal_token == DEV_INTERNAL_TOKEN or len(self.internal_token) < 32:
+            problems.append("SHOP_INTERNAL_TOKEN is not set (at least 32 random characters)")
         return problems
 
     def service_database_url(self, service: str) -> str:

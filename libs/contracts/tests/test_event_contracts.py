@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,13 +20,17 @@ from contracts import (
     EventData,
     OrderCancelled,
     OrderConfirmed,
+    OrderDelivered,
     OrderLine,
     OrderPlaced,
+    OrderShipped,
     PaymentFailed,
     PaymentRefunded,
     PaymentSucceeded,
+    ProductChanged,
     RefundRequested,
     Shortage,
+    StockCommitRequested,
     StockCommitted,
     StockRejected,
     new_envelope,
@@ -64,6 +69,30 @@ SAMPLES: list[EventData] = [
         amount=Decimal("25.00"),
         currency="BDT",
         reason="stock rejected",
+        refunded_amount=Decimal("25.00"),
+        fully_refunded=True,
+        restock=False,
+    ),
+    StockCommitRequested(order_id=ORDER, payment_id=PAYMENT, items=[LINE]),
+    OrderShipped(
+        order_id=ORDER,
+        user_id=USER,
+        carrier="Pathao",
+        tracking_number="PX-1",
+        shipped_at=datetime(2030, 1, 1, tzinfo=UTC),
+    ),
+    OrderDelivered(order_id=ORDER, user_id=USER, delivered_at=datetime(2030, 1, 2, tzinfo=UTC)),
+    ProductChanged(
+        product_id=PRODUCT,
+        sku="PEN-1",
+        name="Pen",
+        price=Decimal("12.50"),
+        currency="BDT",
+        is_active=True,
+        stock=7,
+        version=3,
+        category="stationery",
+        images=["https://img.example.com/pen.png"],
     ),
 ]
 
@@ -120,3 +149,24 @@ def test_export_schemas_writes_one_schema_per_event(tmp_path: Path) -> None:
     assert placed["x-event-type"] == "OrderPlaced"
     assert {"order_id", "user_id", "currency", "total_amount", "items"} <= set(placed["required"])
     assert placed["properties"]["total_amount"]["type"] == "string"
+
+
+def test_a_version_1_refund_reads_as_a_full_refund_that_restocks() -> None:
+    v1 = {
+        "payment_id": str(PAYMENT),
+        "order_id": str(ORDER),
+        "provider": "stripe",
+        "amount": "25.00",
+        "currency": "BDT",
+        "reason": "stock rejected",
+    }
+    refunded = PaymentRefunded.model_validate(v1)
+    assert refunded.fully_refunded and refunded.restock and refunded.refunded_amount is None
+    requested = RefundRequested.model_validate({"order_id": str(ORDER), "reason": "x"})
+    assert requested.amount is None and requested.restock
+
+
+def test_the_envelope_carries_the_trace_context_of_its_producer() -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    envelope = new_envelope(SAMPLES[1], producer="orders", traceparent=parent)
+    assert Envelope.model_validate_json(envelope.model_dump_json()).traceparent == parent

@@ -154,3 +154,43 @@ def test_missing_or_malformed_credentials_are_401_problems(client: TestClient) -
         assert response.headers["www-authenticate"] == "Bearer"
     payload = claims()
     assert client.get("/me", headers=bearer(sign(payload))).json() == {"user_id": payload["sub"], "role": CUSTOMER}
+
+
+def fresh_verifier(**kwargs: Any) -> TokenVerifier:
+    return TokenVerifier(KeyPair(None, public_pem(KEY), "EdDSA"), issuer=ISSUER, audience=AUDIENCE, **kwargs)
+
+
+def test_verified_tokens_are_remembered_until_they_expire_and_never_for_a_changed_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = fresh_verifier()
+    payload = claims(exp=int(time.time()) + 60)
+    token = sign(payload)
+    calls = 0
+    real = verifier._verify
+
+    def counting(raw: str) -> tuple[Principal, float]:
+        nonlocal calls
+        calls += 1
+        return real(raw)
+
+    monkeypatch.setattr(verifier, "_verify", counting)
+    first = verifier.verify(token)
+    assert verifier.verify(token) == first and calls == 1
+    header, _body, signature = token.split(".")
+    forged_body = b64(json.dumps({**payload, "role": ADMIN}).encode())
+    with pytest.raises(Unauthenticated):
+        verifier.verify(f"{header}.{forged_body}.{signature}")
+    # Past its expiry a remembered token is not taken from memory: it is checked (and refused) again.
+    monkeypatch.setattr(verifier, "_verify", lambda raw: (_ for _ in ()).throw(Unauthenticated("expired")))
+    monkeypatch.setattr("shopkit.auth.time.time", lambda: payload["exp"] + 1)
+    with pytest.raises(Unauthenticated):
+        verifier.verify(token)
+
+
+def test_the_verified_token_cache_is_bounded() -> None:
+    verifier = fresh_verifier(cache_size=3)
+    tokens = [sign(claims()) for _ in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert list(verifier._verified) == tokens[2:]

@@ -21,12 +21,14 @@ from catalog.schemas import (
     StockMovementOut,
     StockMovementPage,
 )
-from shopkit.auth import Principal, bearer_token, current_principal, require_admin
+from shopkit.auth import Principal, bearer_token, current_principal, require_admin, require_service
 from shopkit.db import UnitOfWork
 from shopkit.runtime import get_uow
 
 router = APIRouter(prefix="/api/products", tags=["catalog"])
-internal = APIRouter(prefix="/internal/products", tags=["internal"], include_in_schema=False)
+internal = APIRouter(
+    prefix="/internal/products", tags=["internal"], include_in_schema=False, dependencies=[Depends(require_service)]
+)
 
 Uow = Annotated[UnitOfWork, Depends(get_uow)]
 Admin = Annotated[Principal, Depends(require_admin)]

@@ -53,7 +53,12 @@ def create_app(
         ]
     )
     app = runtime.create_app(title="Shop orders")
-    catalog = ServiceClient(settings.catalog_url, timeout=settings.upstream_timeout, asgi_app=catalog_app)
+    catalog = ServiceClient(
+        settings.catalog_url,
+        service_token=settings.internal_token,
+        timeout=settings.upstream_timeout,
+        asgi_app=catalog_app,
+    )
     app.state.catalog = catalog
 
     @asynccontextmanager

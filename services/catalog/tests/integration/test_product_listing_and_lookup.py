@@ -16,6 +16,10 @@ from sqlalchemy import text
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
 from shopkit import testing
+from shopkit.auth import SERVICE_TOKEN_HEADER
+from shopkit.settings import DEV_INTERNAL_TOKEN
+
+SERVICE = {SERVICE_TOKEN_HEADER: DEV_INTERNAL_TOKEN}
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +134,7 @@ def test_paging(catalog: Catalog) -> None:
 
 def test_internal_lookup_returns_known_products_including_archived(catalog: Catalog) -> None:
     wanted = [catalog.ids["OIL-SOY-5"], catalog.ids["GONE-1"], str(uuid.uuid4())]
-    response = catalog.client.post("/internal/products/lookup", json={"ids": wanted})
+    response = catalog.client.post("/internal/products/lookup", json={"ids": wanted}, headers=SERVICE)
     assert response.status_code == 200
     items = {item["sku"]: item for item in response.json()["items"]}
     assert set(items) == {"OIL-SOY-5", "GONE-1"}
@@ -162,3 +166,11 @@ def test_search_uses_the_full_text_index_on_postgresql(catalog: Catalog) -> None
         connection.execute(text("SET enable_seqscan = off"))
         plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params))
     assert "ix_products_search" in plan, plan
+
+
+def test_internal_lookup_needs_the_service_credential(catalog: Catalog) -> None:
+    body = {"ids": [catalog.ids["OIL-SOY-5"]]}
+    for headers in ({}, {SERVICE_TOKEN_HEADER: "guessed"}, {SERVICE_TOKEN_HEADER: ""}):
+        response = catalog.client.post("/internal/products/lookup", json=body, headers=headers)
+        assert response.status_code == 401, headers
+        assert "Soybean" not in response.text

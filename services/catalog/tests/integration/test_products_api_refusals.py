@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from catalog.app import create_app
 from catalog.settings import CatalogSettings
+from shopkit.auth import SERVICE_TOKEN_HEADER
+from shopkit.settings import DEV_INTERNAL_TOKEN
 
 pytestmark = pytest.mark.integration
 
@@ -217,5 +219,5 @@ def test_stock_movements_paging_is_validated(client: TestClient, admin: Headers,
     "body", [{"ids": []}, {"ids": ["nope"]}, {"ids": [str(uuid.uuid4())] * 101}, {"ids": [], "extra": 1}, {}]
 )
 def test_bad_internal_lookup_is_422(client: TestClient, body: dict[str, Any]) -> None:
-    response = client.post("/internal/products/lookup", json=body)
+    response = client.post("/internal/products/lookup", json=body, headers={SERVICE_TOKEN_HEADER: DEV_INTERNAL_TOKEN})
     assert response.status_code == 422
