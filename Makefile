@@ -3,9 +3,23 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+SYNCED := $(VENV)/.synced-stamp
+# The lock (see README, "Installation"): dev.txt is every package of the venv, main.txt the runtime
+# subset the images install (same pins), ops-tools.txt the operators' checkers in their own venv.
+LOCK_DEV  := requirements/dev.txt
+LOCK_MAIN := requirements/main.txt
+LOCK_OPS  := requirements/ops-tools.txt
+OPS_VENV  := .venv-ops
+OPS_STAMP := $(OPS_VENV)/.installed-stamp
+NPM_TOOLS := requirements/npm
+# One universal resolution (any OS and CPU, Python 3.11+) so the images' Python 3.11 and every
+# developer's machine install the same pins. `make lock LOCK_FLAGS=--upgrade` moves every pin.
+LOCK_FLAGS ?=
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" $(LOCK_FLAGS)
 SRC_DIRS := libs services/auth services/catalog services/orders services/payments services/gateway .
 
-.PHONY: help install run run-distributed up test test-unit test-e2e lint bench schemas clean
+.PHONY: help install lock ops-tools run run-distributed up test test-unit test-e2e lint bench schemas clean
 
 help:
 	@echo "make run              the whole shop in one process on http://127.0.0.1:8000 (SQLite, in-process bus, sandboxes)"
@@ -13,16 +27,42 @@ help:
 	@echo "make run-distributed  one process per service against SHOP_DATABASE_URL and SHOP_AMQP_URL"
 	@echo "make bench            the benchmark (distributed mode, local PostgreSQL and RabbitMQ)"
 	@echo "make lint             ruff and mypy"
+	@echo "make lock             re-resolve requirements/*.txt after editing pyproject.toml, then install"
 
-$(STAMP): pyproject.toml
+# The venv holds exactly the lock: hash-checked packages, then the project itself (editable, no
+# dependencies, no build environment fetched), then whatever the lock no longer lists is removed.
+$(SYNCED): $(LOCK_DEV) pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed") if sys.version_info < (3, 11) else None'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK_DEV)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m tools.lock prune $(LOCK_DEV)
 	$(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/shop-src.pth", "w").write("\n".join(sys.argv[1:]) + "\n")' $(abspath $(SRC_DIRS))
+	touch $(SYNCED)
+
+# A requirement added to pyproject.toml without `make lock` stops here, naming it.
+$(STAMP): $(SYNCED)
+	$(BIN)/python -m tools.lock check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lock: $(SYNCED)
+	$(UV_COMPILE) pyproject.toml --extra dev -o $(LOCK_DEV)
+	$(UV_COMPILE) pyproject.toml -c $(LOCK_DEV) -o $(LOCK_MAIN)
+	$(UV_COMPILE) requirements/ops-tools.in -o $(LOCK_OPS)
+	cd $(NPM_TOOLS) && npm install --package-lock-only --no-audit --no-fund --silent
+	$(MAKE) install
+
+# Checkers of the deployment files (checkov, kubernetes-validate, dclint), kept out of the shop's venv:
+# checkov alone pins some sixty packages the shop does not use. .ci/run installs them; tests/ops uses them.
+$(OPS_STAMP): $(LOCK_OPS) $(NPM_TOOLS)/package-lock.json
+	test -d $(OPS_VENV) || $(PYTHON) -m venv $(OPS_VENV)
+	$(OPS_VENV)/bin/python -m pip install -q --require-hashes -r $(LOCK_OPS)
+	cd $(NPM_TOOLS) && npm ci --no-audit --no-fund --silent
+	touch $(OPS_STAMP)
+
+ops-tools: $(OPS_STAMP)
 
 run: $(STAMP)
 	MALLOC_ARENA_MAX=2 $(BIN)/python -m allinone
