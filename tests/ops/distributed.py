@@ -109,7 +109,8 @@ def compare(name: str, deployed: Deployed, *, production: bool) -> list[str]:
         if value is None or key == PUBLIC:
             continue
         if key in BACKING:
-            if urlsplit(value).scheme != urlsplit(wiring[key]).scheme:
+            # amqps: the same broker over TLS.
+            if urlsplit(value).scheme.removesuffix("s") != urlsplit(wiring[key]).scheme:
                 problems.append(f"{name}: {key}={value!r} is not a {urlsplit(wiring[key]).scheme} URL")
         elif value != _as_deployed(wiring[key], running):
             problems.append(f"{name}: {key}={value!r}, the supervisor's is {_as_deployed(wiring[key], running)!r}")
