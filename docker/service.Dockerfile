@@ -4,9 +4,7 @@
 # SERVICE/PORT: gateway 8000, auth 8001, catalog 8002, orders 8003, payments 8004 (tools/supervisor.py;
 # tests/ops checks docker-compose.yml and deploy/k8s against it). Slim, no compiler (every locked
 # package ships a wheel), runs as uid 10001.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     MALLOC_ARENA_MAX=2 \

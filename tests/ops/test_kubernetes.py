@@ -247,27 +247,64 @@ def test_kubernetes_validate_strict(rendered_file: Path, tmp_path: Path) -> None
     assert result.returncode != 0 and "readynessProbe" in result.stdout + result.stderr
 
 
-def checkov(target: Path, framework: str) -> dict[str, Any]:
+# Scanned beside ours, so a run that checked nothing cannot pass: checkov must fail these.
+CARELESS_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: careless
+spec:
+  containers:
+    - name: app
+      image: example/app:latest
+      securityContext:
+        privileged: true
+"""
+CARELESS_DOCKERFILE = "FROM python:latest\nCOPY . /app\nCMD python /app/main.py\n"
+
+
+def failures_in(report: dict[str, Any], path: Path) -> list[str]:
+    return [c["check_id"] for c in report["results"]["failed_checks"] if c["file_abs_path"] == str(path)]
+
+
+@pytest.fixture(scope="module")
+def careless(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("careless")
+    (folder / "pod.yaml").write_text(CARELESS_POD)
+    (folder / "Dockerfile").write_text(CARELESS_DOCKERFILE)
+    return folder / "pod.yaml", folder / "Dockerfile"
+
+
+@pytest.fixture(scope="module")
+def checkov_reports(rendered_file: Path, careless: tuple[Path, Path]) -> dict[str, dict[str, Any]]:
+    """One checkov run (it takes a while to start) over the rendered manifests, the Dockerfile and the
+    careless samples."""
     binary = tool(OPS_BIN / "checkov")
-    command = [binary, "--file", str(target), "--framework", framework, "--output", "json", "--quiet"]
-    command += ["--skip-download", "--no-guide"]
+    command = [binary, "--file", str(rendered_file), "--file", str(REPO_ROOT / "docker" / "service.Dockerfile")]
+    command += ["--file", str(careless[0]), "--file", str(careless[1])]
+    command += ["--framework", "kubernetes", "dockerfile", "--output", "json", "--skip-download"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.stdout.strip(), result.stderr
-    report = json.loads(result.stdout)
-    return report[0] if isinstance(report, list) else report  # type: ignore[no-any-return]
+    reports = json.loads(result.stdout)
+    return {report["check_type"]: report for report in (reports if isinstance(reports, list) else [reports])}
 
 
-def test_checkov_passes_the_rendered_manifests_with_only_justified_skips(rendered_file: Path) -> None:
-    report = checkov(rendered_file, "kubernetes")
-    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
-    assert failed == []
+def test_checkov_passes_the_rendered_manifests_with_only_justified_skips(
+    checkov_reports: dict[str, dict[str, Any]], rendered_file: Path, careless: tuple[Path, Path]
+) -> None:
+    report = checkov_reports["kubernetes"]
+    assert failures_in(report, rendered_file) == []
+    assert {"CKV_K8S_16", "CKV_K8S_8", "CKV_K8S_14"} <= set(failures_in(report, careless[0]))
+    assert len(report["results"]["failed_checks"]) == len(failures_in(report, careless[0]))
     assert report["summary"]["passed"] > 0
     skipped = report["results"]["skipped_checks"]
     assert {c["check_id"] for c in skipped} == JUSTIFIED_SKIPS
-    assert all(c.get("suppress_comment") for c in skipped)
+    assert all(c["check_result"]["suppress_comment"] for c in skipped)
 
 
-def test_checkov_passes_the_image(tmp_path: Path) -> None:
-    report = checkov(REPO_ROOT / "docker" / "service.Dockerfile", "dockerfile")
-    assert [c["check_id"] for c in report["results"]["failed_checks"]] == []
-    assert report["summary"]["passed"] > 0
+def test_checkov_passes_the_image(checkov_reports: dict[str, dict[str, Any]], careless: tuple[Path, Path]) -> None:
+    report = checkov_reports["dockerfile"]
+    assert failures_in(report, REPO_ROOT / "docker" / "service.Dockerfile") == []
+    assert {"CKV_DOCKER_2", "CKV_DOCKER_3", "CKV_DOCKER_7"} <= set(failures_in(report, careless[1]))
+    assert len(report["results"]["failed_checks"]) == len(failures_in(report, careless[1]))
+    assert report["summary"]["passed"] > 0 and report["summary"]["skipped"] == 0
