@@ -39,6 +39,7 @@ from shopkit.migrate import upgrade
 from shopkit.provision import provision
 from shopkit.settings import KitSettings
 from shopkit.testing import with_database
+from shopkit.uow import unit_of_work
 
 THREADS = 16
 SERVICE_SECONDS = 6.0
@@ -95,7 +96,7 @@ def run(admin_url: str) -> dict[str, Any]:
 def _seed(db: Database, count: int) -> list[uuid.UUID]:
     now = datetime.now(UTC)
     ids = [uuid.uuid4() for _ in range(count)]
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         uow.session.execute(
             insert(Product),
             [
