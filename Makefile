@@ -10,6 +10,7 @@ RUNTIME := $(VENV)/.runtime-stamp
 LOCK_DEV  := requirements/dev.txt
 LOCK_MAIN := requirements/main.txt
 LOCK_OPS  := requirements/ops-tools.txt
+LOCK_UV   := requirements/uv.txt
 OPS_VENV  := .venv-ops
 OPS_STAMP := $(OPS_VENV)/.installed-stamp
 NPM_TOOLS := requirements/npm
@@ -32,22 +33,29 @@ help:
 
 PTH = $(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/shop-src.pth", "w").write("\n".join(sys.argv[1:]) + "\n")' $(abspath $(SRC_DIRS))
 
-# `make run` needs only the runtime lock (what the images install): a fresh machine serves in about
-# a third of the time the whole dev lock takes. The sources are on the path through shop-src.pth.
-$(RUNTIME): $(LOCK_MAIN)
+# pip installs uv from its own hash-checked lock; uv installs the locks, hash-checked too (pip fetches one
+# file after another: ~4 minutes for the runtime lock on this machine, uv ~10 s). UV_CACHE_DIR,
+# UV_DEFAULT_INDEX and the like configure it (it does not read pip.conf).
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python
+
+$(BIN)/uv: $(LOCK_UV)
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed") if sys.version_info < (3, 11) else None'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK_MAIN)
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK_UV)
+	touch $(BIN)/uv
+
+# `make run` needs only the runtime lock (what the images install). The sources are on the path through
+# shop-src.pth.
+$(RUNTIME): $(LOCK_MAIN) $(BIN)/uv
+	$(UV_INSTALL) --require-hashes -r $(LOCK_MAIN)
 	$(PTH)
 	touch $(RUNTIME)
 
 # The venv holds exactly the lock: hash-checked packages, then the project itself (editable, no
 # dependencies, no build environment fetched), then whatever the lock no longer lists is removed.
-$(SYNCED): $(LOCK_DEV) pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed") if sys.version_info < (3, 11) else None'
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK_DEV)
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+$(SYNCED): $(LOCK_DEV) pyproject.toml $(BIN)/uv
+	$(UV_INSTALL) --require-hashes -r $(LOCK_DEV)
+	$(UV_INSTALL) --no-deps --no-build-isolation -e .
 	$(BIN)/python -m tools.lock prune $(LOCK_DEV)
 	$(PTH)
 	touch $(SYNCED) $(RUNTIME)
@@ -62,15 +70,16 @@ install: $(STAMP)
 lock: $(SYNCED)
 	$(UV_COMPILE) pyproject.toml --extra dev -o $(LOCK_DEV)
 	$(UV_COMPILE) pyproject.toml -c $(LOCK_DEV) -o $(LOCK_MAIN)
+	$(UV_COMPILE) requirements/uv.in -c $(LOCK_DEV) -o $(LOCK_UV)
 	$(UV_COMPILE) requirements/ops-tools.in -o $(LOCK_OPS)
 	cd $(NPM_TOOLS) && npm install --package-lock-only --no-audit --no-fund --silent
 	$(MAKE) install
 
 # Checkers of the deployment files (checkov, kubernetes-validate, dclint), kept out of the shop's venv:
-# checkov alone pins some sixty packages the shop does not use. .ci/run installs them; tests/ops uses them.
-$(OPS_STAMP): $(LOCK_OPS) $(NPM_TOOLS)/package-lock.json
+# checkov alone pins about a hundred packages the shop does not use. .ci/run installs them; tests/ops uses them.
+$(OPS_STAMP): $(LOCK_OPS) $(NPM_TOOLS)/package-lock.json $(BIN)/uv
 	test -d $(OPS_VENV) || $(PYTHON) -m venv $(OPS_VENV)
-	$(OPS_VENV)/bin/python -m pip install -q --require-hashes -r $(LOCK_OPS)
+	$(BIN)/uv pip install --quiet --python $(OPS_VENV)/bin/python --require-hashes -r $(LOCK_OPS)
 	cd $(NPM_TOOLS) && npm ci --no-audit --no-fund --silent
 	touch $(OPS_STAMP)
 

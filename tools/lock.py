@@ -27,6 +27,7 @@ DEV_LOCK = REPO_ROOT / "requirements" / "dev.txt"
 MAIN_LOCK = REPO_ROOT / "requirements" / "main.txt"
 OPS_LOCK = REPO_ROOT / "requirements" / "ops-tools.txt"
 OPS_INPUT = REPO_ROOT / "requirements" / "ops-tools.in"
+UV_LOCK = REPO_ROOT / "requirements" / "uv.txt"
 PROJECT = "shop"
 # pip manages itself: the venv keeps the one it was created with.
 NOT_LOCKED = frozenset({"pip"})
@@ -108,17 +109,20 @@ def check(root: Path = REPO_ROOT) -> list[str]:
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     runtime: list[str] = project["dependencies"]
     dev: list[str] = project.get("optional-dependencies", {}).get("dev", [])
-    locks = {name: read_lock(root / "requirements" / name) for name in ("dev.txt", "main.txt", "ops-tools.txt")}
+    names = ("dev.txt", "main.txt", "ops-tools.txt", "uv.txt")
+    locks = {name: read_lock(root / "requirements" / name) for name in names}
     problems = unpinned(runtime + dev, locks["dev.txt"], "requirements/dev.txt")
     problems += unpinned(runtime, locks["main.txt"], "requirements/main.txt")
     ops_inputs = [line for line in logical_lines((root / "requirements" / "ops-tools.in").read_text())]
     problems += unpinned(ops_inputs, locks["ops-tools.txt"], "requirements/ops-tools.txt")
-    # The images (main.txt) must run on exactly what the tests ran on (dev.txt).
-    for name, pin in locks["main.txt"].items():
-        dev_pin = locks["dev.txt"].get(name)
-        if dev_pin is None or dev_pin.version != pin.version:
-            seen = dev_pin.version if dev_pin else "nothing"
-            problems.append(f"requirements/main.txt pins {name}=={pin.version}, requirements/dev.txt {seen}")
+    # The images (main.txt) must run on exactly what the tests ran on (dev.txt); the installer that
+    # bootstraps the venv (uv.txt) is the one the venv then holds.
+    for lock_name in ("main.txt", "uv.txt"):
+        for name, pin in locks[lock_name].items():
+            dev_pin = locks["dev.txt"].get(name)
+            if dev_pin is None or dev_pin.version != pin.version:
+                seen = dev_pin.version if dev_pin else "nothing"
+                problems.append(f"requirements/{lock_name} pins {name}=={pin.version}, requirements/dev.txt {seen}")
     return problems
 
 

@@ -80,9 +80,10 @@ def test_a_lock_line_without_an_exact_pin_or_a_hash_is_refused() -> None:
 
 def test_make_ci_and_the_image_install_from_the_lock() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "pip install -q --require-hashes -r $(LOCK_DEV)" in makefile
-    assert "pip install -q --require-hashes -r $(LOCK_MAIN)" in makefile
-    assert "pip install -q --no-deps --no-build-isolation -e ." in makefile
+    assert "pip install -q --require-hashes -r $(LOCK_UV)" in makefile  # pip bootstraps the installer
+    assert "$(UV_INSTALL) --require-hashes -r $(LOCK_DEV)" in makefile
+    assert "$(UV_INSTALL) --require-hashes -r $(LOCK_MAIN)" in makefile
+    assert "$(UV_INSTALL) --no-deps --no-build-isolation -e ." in makefile
     assert re.search(r"^lock: ", makefile, re.M)
     dockerfile = (REPO_ROOT / "docker" / "service.Dockerfile").read_text()
     assert "COPY requirements/main.txt /tmp/requirements.txt" in dockerfile
@@ -91,3 +92,4 @@ def test_make_ci_and_the_image_install_from_the_lock() -> None:
     assert "make install" in ci and "make ops-tools" in ci
     ops = lock.read_lock(lock.OPS_LOCK)
     assert {"checkov", "kubernetes-validate"} <= set(ops)
+    assert set(lock.read_lock(lock.UV_LOCK)) == {"uv"}
