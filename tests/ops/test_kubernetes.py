@@ -1,7 +1,8 @@
-"""The production overlay (deploy/k8s/overlays/production), rendered by kubectl's built-in kustomize: the
-processes the distributed mode runs, probes, replicas, autoscalers, disruption budgets, resources from
-the measured memory, Secrets referenced and never inlined, each service's migrations before it starts;
-then kubernetes-validate --strict and checkov on the rendered manifests."""
+"""The production overlay (deploy/k8s/overlays/production), rendered by the built-in kustomize of the
+pinned kubectl (.venv-ops): the processes the distributed mode runs, probes, replicas, autoscalers,
+disruption budgets, resources from the measured memory, Secrets referenced and never inlined, each
+service's migrations before it starts; then kubernetes-validate --strict and checkov on the rendered
+manifests."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ JUSTIFIED_SKIPS = {"CKV_K8S_35", "CKV_K8S_43"}
 
 
 def render() -> str:
-    kubectl = tool("kubectl")
+    kubectl = tool(OPS_BIN / "kubectl")
     result = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout
