@@ -30,6 +30,7 @@ help:
 	@echo "make bench            the benchmark (distributed mode, local PostgreSQL and RabbitMQ)"
 	@echo "make lint             ruff and mypy"
 	@echo "make lock             re-resolve requirements/*.txt after editing pyproject.toml, then install"
+	@echo "make ops-tools        the pinned checkers tests/ops uses (checkov, kubernetes-validate, kubectl, dclint)"
 
 PTH = $(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/shop-src.pth", "w").write("\n".join(sys.argv[1:]) + "\n")' $(abspath $(SRC_DIRS))
 
