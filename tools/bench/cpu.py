@@ -1,0 +1,203 @@
+"""CPU time spent by each process of the benchmark between start() and stop().
+
+Named processes (the shop's, the sandboxes, RabbitMQ's beam) are read from /proc through psutil at
+both ends: user + system time, plus that of their children that exited. PostgreSQL's backend
+sessions are attributed to the service whose role opened them (the services connect as
+`shop_<service>`; the backend's process title names its role). Backends come and go (pool overflow
+connections are closed after use), so a sampler thread lists the postmaster's children every
+`interval` and reads their CPU; when a backend exits, the kernel adds its whole CPU time to the
+postmaster's children times, so what it spent after its last sample is known exactly in total
+(postgres_exited_tail) though not per role.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BACKEND_ROLE = re.compile(r"^postgres: (?:\S+: )?shop_(\w+) ")
+
+
+def own_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def total_seconds(process: psutil.Process) -> float:
+    """The process and its reaped children."""
+    times = process.cpu_times()
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def find_postmaster() -> psutil.Process | None:
+    """The local PostgreSQL server's main process (the `postgres` whose parent is not one)."""
+    for process in psutil.process_iter(["name", "ppid"]):
+        if process.info["name"] != "postgres":
+            continue
+        try:
+            parent = psutil.Process(process.info["ppid"])
+            if parent.name() != "postgres":
+                return process
+        except psutil.Error:
+            continue
+    return None
+
+
+def find_rabbitmq() -> psutil.Process | None:
+    return next((p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"), None)
+
+
+def machine_busy_seconds() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
+@dataclass
+class Backend:
+    process: psutil.Process
+    role: str
+    baseline: float
+    last: float
+    alive: bool = True
+
+
+class PostgresSessions:
+    """The postmaster's children, sampled: CPU per role since `begin()`."""
+
+    def __init__(self, postmaster: psutil.Process) -> None:
+        self.postmaster = postmaster
+        self.children_file = Path(f"/proc/{postmaster.pid}/task/{postmaster.pid}/children")
+        self.backends: dict[int, Backend] = {}
+        self.began = False
+        self.postmaster_own = 0.0
+        self.postmaster_children = 0.0
+
+    def begin(self) -> None:
+        self.sample()
+        self.began = True
+        times = self.postmaster.cpu_times()
+        self.postmaster_own = times.user + times.system
+        self.postmaster_children = times.children_user + times.children_system
+
+    def _child_pids(self) -> set[int]:
+        try:
+            return {int(pid) for pid in self.children_file.read_text().split()}
+        except OSError:
+            return {child.pid for child in self.postmaster.children()}
+
+    def sample(self) -> None:
+        current = self._child_pids()
+        for pid in current:
+            backend = self.backends.get(pid)
+            try:
+                if backend is None or not backend.alive:
+                    process = psutil.Process(pid)
+                    match = BACKEND_ROLE.match(" ".join(process.cmdline()))
+                    seconds = own_seconds(process)
+                    # Born after begin(): all of its CPU falls in the window.
+                    baseline = 0.0 if self.began else seconds
+                    self.backends[pid] = Backend(process, match.group(1) if match else "", baseline, seconds)
+                else:
+                    backend.last = own_seconds(backend.process)
+            except psutil.Error:
+                continue
+        for pid, backend in self.backends.items():
+            if pid not in current:
+                backend.alive = False
+
+    def end(self) -> dict[str, Any]:
+        self.sample()
+        times = self.postmaster.cpu_times()
+        per_role: dict[str, float] = {}
+        for backend in self.backends.values():
+            per_role[backend.role] = per_role.get(backend.role, 0.0) + backend.last - backend.baseline
+        exited = [b for b in self.backends.values() if not b.alive]
+        reaped = times.children_user + times.children_system - self.postmaster_children
+        other = per_role.pop("", 0.0) + times.user + times.system - self.postmaster_own
+        return {
+            "sessions": {role: round(s * 1000, 1) for role, s in sorted(per_role.items())},
+            "other_ms": round(other * 1000, 1),
+            "exited_tail_ms": round(max(0.0, reaped - sum(b.last for b in exited)) * 1000, 1),
+            "backends_seen": len(self.backends),
+            "backends_exited": len(exited),
+        }
+
+
+class CpuAccount:
+    def __init__(
+        self, processes: Mapping[str, psutil.Process], postmaster: psutil.Process | None, interval: float = 0.1
+    ) -> None:
+        self.processes = dict(processes)
+        self.postgres = PostgresSessions(postmaster) if postmaster else None
+        self.interval = interval
+        self.baselines: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self._started = 0.0
+        self._machine = 0.0
+
+    def start(self) -> None:
+        self.baselines = {name: total_seconds(p) for name, p in self.processes.items()}
+        self._machine = machine_busy_seconds()
+        self._started = time.monotonic()
+        if self.postgres is not None:
+            self.postgres.begin()
+            self._sampler = threading.Thread(target=self._sample, name="cpu-sampler", daemon=True)
+            self._sampler.start()
+
+    def _sample(self) -> None:
+        assert self.postgres is not None
+        while not self._stop.wait(self.interval):
+            self.postgres.sample()
+
+    def stop(self) -> dict[str, Any]:
+        """Milliseconds of CPU per process in the window, PostgreSQL's apart (see the module doc)."""
+        self._stop.set()
+        if self._sampler is not None:
+            self._sampler.join()
+        spent: dict[str, float] = {}
+        for name, process in self.processes.items():
+            try:
+                spent[name] = round((total_seconds(process) - self.baselines[name]) * 1000, 1)
+            except psutil.Error:
+                spent[name] = float("nan")  # it died in the window: its figure is unknown
+        return {
+            "window_s": round(time.monotonic() - self._started, 2),
+            "processes_ms": spent,
+            "postgres": self.postgres.end() if self.postgres else None,
+            "machine_busy_ms": round((machine_busy_seconds() - self._machine) * 1000, 1),
+        }
+
+
+def busy_cores(processes: list[psutil.Process], window: float) -> float:
+    """How many cores the processes used over the next `window` seconds."""
+    before = []
+    for process in processes:
+        try:
+            before.append(total_seconds(process))
+        except psutil.Error:
+            before.append(0.0)
+    time.sleep(window)
+    after = 0.0
+    for process, seconds in zip(processes, before, strict=True):
+        try:
+            after += total_seconds(process) - seconds
+        except psutil.Error:
+            continue
+    return after / window
+
+
+def wait_quiet(processes: list[psutil.Process], *, below: float = 0.15, within: float = 60.0) -> float:
+    """Wait until the processes are nearly idle (under `below` cores over a second) so that the next
+    measurement does not pay for the previous one's backlog; the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < within and busy_cores(processes, 1.0) >= below:
+        pass
+    return round(time.monotonic() - started, 1)
