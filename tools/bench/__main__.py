@@ -28,6 +28,9 @@ from tools.bench.scenario import Scenario, prepare
 from tools.bench.stats import checkout_summary
 from tools.supervisor import REPO_ROOT, Cluster
 
+# What the processes spend doing nothing (timers, pollers) is measured apart for this long, so that a
+# reader can tell it from the cost of the checkouts.
+IDLE_SECONDS = 3.0
 # name: (default, with --short)
 DURATIONS: dict[str, tuple[float, float]] = {
     "duration": (20.0, 5.0),
@@ -78,6 +81,10 @@ def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) ->
     """The closed loop of confirmed checkouts, with the CPU every process spent on it."""
     shop = [p for name, p in processes_of(cluster).items() if name in cluster.members]
     say(f"waiting for the shop to go quiet: {wait_quiet(shop)} s")
+    idle = CpuAccount(processes_of(cluster), find_postmaster())
+    idle.start()
+    time.sleep(IDLE_SECONDS)
+    idle_cpu = idle.stop()
     config = drivers.checkout_config(
         scenario.gateway,
         scenario.tokens,
@@ -95,7 +102,7 @@ def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) ->
     summary = checkout_summary(raw)
     cpu["processes_ms"]["load generator (node)"] = summary["load_generator_cpu_ms"]
     cpu["settle_s"] = settled
-    return {"checkout": summary, "checkout_cpu": cpu}
+    return {"checkout": summary, "checkout_cpu": cpu, "idle_cpu": idle_cpu}
 
 
 def load_phases(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def checkout_config(
         "timeout_ms": 30_000,
         "max_attempts": 4,
         "payment_start_within_s": 30,
+        "payment_retry_ms": 100,
         "confirm_within_s": 60,
         "first_poll_ms": 300,
         "poll_ms": 100,

@@ -98,37 +98,42 @@ def listing_figures(results: dict[str, Any]) -> Iterator[Figure]:
             yield Figure(f"{key}.p99_ms", "  p99", entry["p99_ms"], "ms")
 
 
+def cpu_rows(cpu: dict[str, Any], confirmed: int) -> dict[str, float]:
+    """Milliseconds per confirmed checkout of every process and of PostgreSQL's parts."""
+    rows = {name: ms / confirmed for name, ms in cpu["processes_ms"].items() if not math.isnan(ms)}
+    postgres = cpu.get("postgres") or {"sessions": {}, "other_ms": 0.0, "exited_tail_ms": 0.0}
+    rows |= {f"postgres sessions of {role}": ms / confirmed for role, ms in postgres["sessions"].items()}
+    rows["postgres other (postmaster, background, bench)"] = postgres["other_ms"] / confirmed
+    rows["postgres exited sessions after last sample"] = postgres["exited_tail_ms"] / confirmed
+    return rows
+
+
+def idle_share(results: dict[str, Any], confirmed: int) -> float | None:
+    """How much of the shop's CPU per checkout its idle background (timers, pollers) would be."""
+    idle, cpu = results.get("idle_cpu"), results["checkout_cpu"]
+    if not idle or not idle["window_s"]:
+        return None
+    per_second = sum(idle["processes_ms"].get(name, 0.0) for name in SERVICES) / idle["window_s"]
+    return round(per_second * cpu["window_s"] / confirmed, 2)
+
+
 def cpu_figures(results: dict[str, Any]) -> Iterator[Figure]:
     cpu, confirmed = results.get("checkout_cpu"), (results.get("checkout") or {}).get("confirmed")
     if not cpu or not confirmed:
         return
-    per = {name: ms / confirmed for name, ms in cpu["processes_ms"].items() if not math.isnan(ms)}
-    postgres = cpu.get("postgres") or {"sessions": {}, "other_ms": 0.0, "exited_tail_ms": 0.0}
-    sessions = {f"postgres sessions of {role}": ms / confirmed for role, ms in postgres["sessions"].items()}
-    shop = sum(per.get(name, 0.0) for name in SERVICES)
-    everything = (
-        sum(per.values()) + sum(sessions.values()) + (postgres["other_ms"] + postgres["exited_tail_ms"]) / confirmed
-    )
-    rows = {
-        **per,
-        **sessions,
-        "postgres other (postmaster, background, bench)": postgres["other_ms"] / confirmed,
-        "postgres exited sessions after last sample": postgres["exited_tail_ms"] / confirmed,
-    }
+    rows = cpu_rows(cpu, confirmed)
     for name, value in rows.items():
         yield Figure(f"cpu_per_checkout.{name}", f"CPU per confirmed checkout: {name}", round(value, 2), "ms")
+    shop = sum(rows.get(name, 0.0) for name in SERVICES)
+    label = "CPU per checkout: the shop's processes (gateway + 4 services)"
+    yield Figure("cpu_per_checkout.shop", label, round(shop, 2), "ms", ("<=", 15))
+    share = idle_share(results, confirmed)
+    yield Figure("cpu_per_checkout.shop_idle_share", "  of which their idle background", share, "ms")
+    sessions = sum(v for name, v in rows.items() if name.startswith("postgres sessions of "))
     yield Figure(
-        "cpu_per_checkout.shop",
-        "CPU per checkout: the shop's processes (gateway + 4 services)",
-        round(shop, 2),
-        "ms",
-        ("<=", 15),
+        "cpu_per_checkout.shop_and_sessions", "  with their PostgreSQL sessions", round(shop + sessions, 2), "ms"
     )
-    with_sessions = shop + sum(sessions.values())
-    yield Figure(
-        "cpu_per_checkout.shop_and_sessions", "  with their PostgreSQL sessions", round(with_sessions, 2), "ms"
-    )
-    yield Figure("cpu_per_checkout.all", "  everything accounted above", round(everything, 2), "ms")
+    yield Figure("cpu_per_checkout.all", "  everything listed above", round(sum(rows.values()), 2), "ms")
     machine = cpu["machine_busy_ms"] / confirmed
     yield Figure("cpu_per_checkout.machine", "  the whole machine (other users too)", round(machine, 2), "ms")
 

@@ -74,7 +74,7 @@ async function startPayment(ctx, token, orderId) {
     const payment = json(answer);
     if (answer.status === 201 || answer.status === 200) return payment;
     if (answer.status !== 409 || payment?.retryable !== true || Date.now() > deadline) return null;
-    await sleep(100);
+    await sleep(ctx.config.payment_retry_ms);
   }
 }
 
