@@ -2,12 +2,13 @@
 
 Named processes (the shop's, the sandboxes, RabbitMQ's beam) are read from /proc through psutil at
 both ends: user + system time, plus that of their children that exited. PostgreSQL's backend
-sessions are attributed to the service whose role opened them (the services connect as
-`shop_<service>`; the backend's process title names its role). Backends come and go (pool overflow
-connections are closed after use), so a sampler thread lists the postmaster's children every
-`interval` and reads their CPU; when a backend exits, the kernel adds its whole CPU time to the
-postmaster's children times, so what it spent after its last sample is known exactly in total
-(postgres_exited_tail) though not per role.
+sessions of the run's database are attributed to the service whose role opened them (the services
+connect as `shop_<service>`; a backend's process title names its role and database; the same roles
+on other databases belong to other users of the server and are left out). Backends come and go
+(pool overflow connections are closed after use), so a sampler thread lists the postmaster's children
+every `interval` and reads their CPU; when a backend exits, the kernel adds its whole CPU time to the
+postmaster's children times, so what exited sessions spent after their last sample is known exactly
+in total (the exited tail), though not per session.
 """
 
 from __future__ import annotations
@@ -22,7 +23,25 @@ from typing import Any
 
 import psutil
 
-BACKEND_ROLE = re.compile(r"^postgres: (?:\S+: )?shop_(\w+) ")
+# A backend's title: "postgres: [cluster: ]<role> <database> <host(port)|[local]> <activity>"; the
+# server's own processes (checkpointer, walwriter, autovacuum ...) have other titles.
+BACKEND_TITLE = re.compile(r"^postgres: (?:\S+: )?(\S+) (\S+) (?:\S+\(\d+\)|\[local\])")
+# Sessions of other databases on the same server (other users of a shared machine) are counted under
+# this name and left out of the totals.
+ELSEWHERE = "(other databases)"
+SERVER = "(server)"
+
+
+def session_kind(title: str, database: str) -> str:
+    """The service of a backend of `database` ("orders" for role shop_orders), SERVER for the server's
+    own processes and other roles on `database`, ELSEWHERE for sessions of other databases."""
+    match = BACKEND_TITLE.match(title)
+    if match is None:
+        return SERVER
+    role, db = match.groups()
+    if db != database:
+        return ELSEWHERE
+    return role.removeprefix("shop_") if role.startswith("shop_") else SERVER
 
 
 def own_seconds(process: psutil.Process) -> float:
@@ -62,17 +81,18 @@ def machine_busy_seconds() -> float:
 @dataclass
 class Backend:
     process: psutil.Process
-    role: str
+    kind: str
     baseline: float
     last: float
     alive: bool = True
 
 
 class PostgresSessions:
-    """The postmaster's children, sampled: CPU per role since `begin()`."""
+    """The postmaster's children, sampled: CPU per service since `begin()`."""
 
-    def __init__(self, postmaster: psutil.Process) -> None:
+    def __init__(self, postmaster: psutil.Process, database: str) -> None:
         self.postmaster = postmaster
+        self.database = database
         self.children_file = Path(f"/proc/{postmaster.pid}/task/{postmaster.pid}/children")
         self.backends: dict[int, Backend] = {}
         self.began = False
@@ -99,11 +119,11 @@ class PostgresSessions:
             try:
                 if backend is None or not backend.alive:
                     process = psutil.Process(pid)
-                    match = BACKEND_ROLE.match(" ".join(process.cmdline()))
+                    kind = session_kind(" ".join(process.cmdline()), self.database)
                     seconds = own_seconds(process)
                     # Born after begin(): all of its CPU falls in the window.
                     baseline = 0.0 if self.began else seconds
-                    self.backends[pid] = Backend(process, match.group(1) if match else "", baseline, seconds)
+                    self.backends[pid] = Backend(process, kind, baseline, seconds)
                 else:
                     backend.last = own_seconds(backend.process)
             except psutil.Error:
@@ -115,27 +135,36 @@ class PostgresSessions:
     def end(self) -> dict[str, Any]:
         self.sample()
         times = self.postmaster.cpu_times()
-        per_role: dict[str, float] = {}
+        per_kind: dict[str, float] = {SERVER: times.user + times.system - self.postmaster_own}
         for backend in self.backends.values():
-            per_role[backend.role] = per_role.get(backend.role, 0.0) + backend.last - backend.baseline
+            per_kind[backend.kind] = per_kind.get(backend.kind, 0.0) + backend.last - backend.baseline
         exited = [b for b in self.backends.values() if not b.alive]
         reaped = times.children_user + times.children_system - self.postmaster_children
-        other = per_role.pop("", 0.0) + times.user + times.system - self.postmaster_own
+        tail = max(0.0, reaped - sum(b.last for b in exited))
+        # The tail is known in total only; this database's share of it is estimated by its share of
+        # the sessions that exited.
+        ours = sum(1 for b in exited if b.kind != ELSEWHERE) / len(exited) if exited else 0.0
+        server, elsewhere = per_kind.pop(SERVER), per_kind.pop(ELSEWHERE, 0.0)
         return {
-            "sessions": {role: round(s * 1000, 1) for role, s in sorted(per_role.items())},
-            "other_ms": round(other * 1000, 1),
-            "exited_tail_ms": round(max(0.0, reaped - sum(b.last for b in exited)) * 1000, 1),
-            "backends_seen": len(self.backends),
-            "backends_exited": len(exited),
+            "sessions": {kind: round(s * 1000, 1) for kind, s in sorted(per_kind.items())},
+            "other_ms": round(server * 1000, 1),
+            "exited_tail_ms": round(tail * ours * 1000, 1),
+            "other_databases_ms": round((elsewhere + tail * (1 - ours)) * 1000, 1),
+            "backends_seen": sum(1 for b in self.backends.values() if b.kind != ELSEWHERE),
+            "backends_exited": sum(1 for b in exited if b.kind != ELSEWHERE),
         }
 
 
 class CpuAccount:
     def __init__(
-        self, processes: Mapping[str, psutil.Process], postmaster: psutil.Process | None, interval: float = 0.1
+        self,
+        processes: Mapping[str, psutil.Process],
+        postmaster: psutil.Process | None,
+        database: str,
+        interval: float = 0.1,
     ) -> None:
         self.processes = dict(processes)
-        self.postgres = PostgresSessions(postmaster) if postmaster else None
+        self.postgres = PostgresSessions(postmaster, database) if postmaster else None
         self.interval = interval
         self.baselines: dict[str, float] = {}
         self._stop = threading.Event()

@@ -73,6 +73,7 @@ def checkout_config(
         "confirm_within_s": 60,
         "first_poll_ms": 300,
         "poll_ms": 100,
+        "poll_max_ms": 500,
         "max_in_flight": 4000,
         **options,
     }

@@ -103,8 +103,8 @@ def cpu_rows(cpu: dict[str, Any], confirmed: int) -> dict[str, float]:
     rows = {name: ms / confirmed for name, ms in cpu["processes_ms"].items() if not math.isnan(ms)}
     postgres = cpu.get("postgres") or {"sessions": {}, "other_ms": 0.0, "exited_tail_ms": 0.0}
     rows |= {f"postgres sessions of {role}": ms / confirmed for role, ms in postgres["sessions"].items()}
-    rows["postgres other (postmaster, background, bench)"] = postgres["other_ms"] / confirmed
-    rows["postgres exited sessions after last sample"] = postgres["exited_tail_ms"] / confirmed
+    rows["postgres server (postmaster, writers, autovacuum)"] = postgres["other_ms"] / confirmed
+    rows["postgres sessions after their last sample (est.)"] = postgres["exited_tail_ms"] / confirmed
     return rows
 
 
@@ -196,7 +196,8 @@ def notes(results: dict[str, Any]) -> list[str]:
         pg = cpu.get("postgres") or {}
         lines.append(
             f"CPU window {cpu['window_s']} s (incl. {cpu['settle_s']} s settling); PostgreSQL sessions seen "
-            f"{pg.get('backends_seen')}, exited in the window {pg.get('backends_exited')}"
+            f"{pg.get('backends_seen')}, exited in the window {pg.get('backends_exited')}; sessions of other "
+            f"databases on the server (other users, left out) {pg.get('other_databases_ms')} ms"
         )
     return lines
 

@@ -6,8 +6,9 @@
 //   node checkout.js config.json      (the JSON result on stdout)
 //
 // mode "closed": `clients` customers, each waiting for its order to be confirmed before the next;
-//   the wait polls the order once, after about as long as the recent confirmations took, then every
-//   poll_ms, so that the waiting adds as few reads as possible to the load being measured.
+//   the wait polls the order once, after about as long as the recent confirmations took, then after
+//   poll_ms, growing by half each time up to poll_max_ms, so that the waiting adds as few reads as
+//   possible to the load being measured (the latency figures come from the orders' timelines).
 // mode "open": a new checkout every 1/rate seconds whatever the shop does (arrivals do not wait for
 //   the shop), nobody waits for confirmation; the caller checks the orders' outcome itself.
 // A 429/503 is retried after its Retry-After (at most max_attempts tries); every answer is counted
@@ -98,6 +99,7 @@ async function waitTerminal(ctx, token, record, paidAt) {
   const url = `${ctx.config.gateway}/api/orders/${record.id}`;
   const deadline = Date.now() + ctx.config.confirm_within_s * 1000;
   await sleep(ctx.waitEstimateMs);
+  let pause = ctx.config.poll_ms;
   while (Date.now() < deadline) {
     record.polls += 1;
     const order = json(await call(ctx, 'poll', 'GET', url, { headers: headersOf(token) }));
@@ -109,7 +111,8 @@ async function waitTerminal(ctx, token, record, paidAt) {
       }
       return;
     }
-    await sleep(ctx.config.poll_ms);
+    await sleep(pause);
+    pause = Math.min(pause * 1.5, ctx.config.poll_max_ms);
   }
 }
 
