@@ -86,7 +86,7 @@ def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) ->
     """The closed loop of confirmed checkouts, with the CPU every process spent on it."""
     shop = [p for name, p in processes_of(cluster).items() if name in cluster.members]
     say(f"waiting for the shop to go quiet: {wait_quiet(shop)} s")
-    idle = CpuAccount(processes_of(cluster), find_postmaster(), database_of(cluster))
+    idle = CpuAccount(processes_of(cluster), find_postmaster(cluster.database_url or ""), database_of(cluster))
     idle.start()
     time.sleep(IDLE_SECONDS)
     idle_cpu = idle.stop()
@@ -98,7 +98,7 @@ def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) ->
         duration=args.duration,
         clients=args.checkout_clients,
     )
-    account = CpuAccount(processes_of(cluster), find_postmaster(), database_of(cluster))
+    account = CpuAccount(processes_of(cluster), find_postmaster(cluster.database_url or ""), database_of(cluster))
     account.start()
     raw = drivers.run_checkouts(config)
     # What the saga still does after the last confirmation (events consumed, relays) is part of it.
