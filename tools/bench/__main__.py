@@ -82,10 +82,19 @@ def database_of(cluster: Cluster) -> str:
     return urlsplit(cluster.database_url or "").path.lstrip("/")
 
 
+def shop_processes(cluster: Cluster) -> list[psutil.Process]:
+    return [p for name, p in processes_of(cluster).items() if name in cluster.members]
+
+
+def quiet(cluster: Cluster) -> None:
+    """Let the previous phase's backlog (events, relays) finish before the next phase is measured."""
+    say(f"waited {wait_quiet(shop_processes(cluster))} s for the shop to go quiet")
+
+
 def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) -> dict[str, Any]:
     """The closed loop of confirmed checkouts, with the CPU every process spent on it."""
-    shop = [p for name, p in processes_of(cluster).items() if name in cluster.members]
-    say(f"waiting for the shop to go quiet: {wait_quiet(shop)} s")
+    shop = shop_processes(cluster)
+    quiet(cluster)
     idle = CpuAccount(processes_of(cluster), find_postmaster(cluster.database_url or ""), database_of(cluster))
     idle.start()
     time.sleep(IDLE_SECONDS)
@@ -115,6 +124,7 @@ def load_phases(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) 
     say(f"warming up ({args.warmup:.0f} s of checkouts)")
     warm = drivers.checkout_config(gateway, scenario.tokens, scenario.products, mode="closed", duration=args.warmup)
     drivers.run_checkouts(warm | {"clients": 8})
+    quiet(cluster)
     say(f"order placements ({args.clients} connections, {args.duration:.0f} s)")
     results: dict[str, Any] = {
         "order_placement": drivers.order_placements(
@@ -124,6 +134,7 @@ def load_phases(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) 
     if args.listing_duration > 0:
         say("product listing through the gateway and on the catalog directly")
         for key, url in (("listing_gateway", gateway), ("listing_catalog_direct", cluster.url("catalog"))):
+            quiet(cluster)
             results[key] = drivers.listing(url, clients=args.clients, duration=args.listing_duration)
     say(f"confirmed checkouts ({args.checkout_clients} clients, {args.duration:.0f} s)")
     results.update(checkouts(cluster, scenario, args))

@@ -17,7 +17,10 @@ from typing import Any
 from tools.bench.stats import latency_summary, rounded
 
 LOAD = Path(__file__).resolve().parent / "load"
-WRK_MISSING = "wrk is not installed (apt-get install -y wrk): order placements come from load/orders.js instead"
+WRK_MISSING = (
+    "wrk is not installed (apt-get install -y wrk): order placements come from load/orders.js instead "
+    "and the listing figures are left out"
+)
 
 
 class LoadError(RuntimeError):
