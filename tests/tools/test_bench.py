@@ -18,7 +18,7 @@ import pytest
 from shopkit import testing
 from shopkit.settings import KitSettings
 from tools.bench import report
-from tools.bench.cpu import ELSEWHERE, SERVER, CpuAccount, find_postmaster, session_kind
+from tools.bench.cpu import ELSEWHERE, SERVER, STARTING, CpuAccount, find_postmaster, session_kind
 from tools.bench.stats import checkout_summary, unclean_answers
 
 
@@ -68,6 +68,8 @@ def test_backend_titles_name_the_service_only_on_the_runs_database() -> None:
     assert session_kind("postgres: shop_catalog bench_1 [local] UPDATE", "bench_1") == "catalog"
     assert session_kind("postgres: 15/main: shop_orders shop_test_9 127.0.0.1(1) idle", "bench_1") == ELSEWHERE
     assert session_kind("postgres: 15/main: checkpointer ", "bench_1") == SERVER
+    # Just forked: still the postmaster's command line, its role not known yet.
+    assert session_kind("/usr/lib/postgresql/15/bin/postgres -D /var/lib/pg", "bench_1") == STARTING
     assert session_kind("postgres: 15/main: postgres bench_1 127.0.0.1(5) SELECT", "bench_1") == SERVER
 
 

@@ -34,11 +34,17 @@ BACKEND_TITLE = re.compile(r"^postgres: (?:\S+: )?(\S+) (\S+) (?:\S+\(\d+\)|\[lo
 # this name and left out of the totals.
 ELSEWHERE = "(other databases)"
 SERVER = "(server)"
+# A backend just forked still carries the postmaster's command line until it has read its startup
+# packet: its role and database are read again until it says.
+STARTING = "(starting)"
+UNNAMED = (SERVER, ELSEWHERE, STARTING)
 
 
 def session_kind(title: str, database: str) -> str:
     """The service of a backend of `database` ("orders" for role shop_orders), SERVER for the server's
     own processes and other roles on `database`, ELSEWHERE for sessions of other databases."""
+    if not title.startswith("postgres: "):
+        return STARTING
     match = BACKEND_TITLE.match(title)
     if match is None:
         return SERVER
@@ -124,14 +130,26 @@ class PostgresSessions:
         except OSError:
             return {child.pid for child in self.postmaster.children()}
 
+    def _kind(self, pid: int) -> str:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return session_kind(title, self.database)
+
     def _discover(self, pid: int) -> None:
         try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            seconds = stat_seconds(pid)
+            kind, seconds = self._kind(pid), stat_seconds(pid)
         except OSError:
             return
         # Born after begin(): all of its CPU falls in the window.
-        self.alive[pid] = Backend(pid, session_kind(title, self.database), 0.0 if self.began else seconds, seconds)
+        self.alive[pid] = Backend(pid, kind, 0.0 if self.began else seconds, seconds)
+
+    def _look_again(self, backend: Backend, refresh: bool) -> None:
+        try:
+            if backend.kind == STARTING:
+                backend.kind = self._kind(backend.pid)
+            if refresh and backend.kind != ELSEWHERE:
+                backend.last = stat_seconds(backend.pid)
+        except OSError:
+            return
 
     def sample(self, *, refresh: bool) -> None:
         """Note new and gone children; with `refresh`, read the CPU of every living one."""
@@ -142,11 +160,8 @@ class PostgresSessions:
             backend = self.alive.get(pid)
             if backend is None:
                 self._discover(pid)
-            elif refresh and backend.kind != ELSEWHERE:
-                try:
-                    backend.last = stat_seconds(pid)
-                except OSError:
-                    continue
+            else:
+                self._look_again(backend, refresh)
 
     def end(self) -> dict[str, Any]:
         self.sample(refresh=True)
@@ -156,18 +171,21 @@ class PostgresSessions:
             per_kind[backend.kind] = per_kind.get(backend.kind, 0.0) + backend.last - backend.baseline
         exited = self.exited
         reaped = times.children_user + times.children_system - self.postmaster_children
-        tail = max(0.0, reaped - sum(b.last for b in exited))
-        # The tail is known in total only; this database's share of it is estimated by its share of
-        # the sessions that exited.
-        ours = sum(1 for b in exited if b.kind != ELSEWHERE) / len(exited) if exited else 0.0
+        # What exited sessions spent after their last sample, and sessions that ended before they
+        # said their database, are known in total only: this database's share of them is estimated
+        # by its share of the sessions that ended.
+        unknown = max(0.0, reaped - sum(b.last for b in exited)) + per_kind.pop(STARTING, 0.0)
+        ours = sum(1 for b in exited if b.kind not in UNNAMED)
+        theirs = sum(1 for b in exited if b.kind == ELSEWHERE)
+        share = ours / (ours + theirs) if ours + theirs else 0.0
         server, elsewhere = per_kind.pop(SERVER), per_kind.pop(ELSEWHERE, 0.0)
         return {
             "sessions": {kind: round(s * 1000, 1) for kind, s in sorted(per_kind.items())},
             "other_ms": round(server * 1000, 1),
-            "exited_tail_ms": round(tail * ours * 1000, 1),
-            "other_databases_ms": round((elsewhere + tail * (1 - ours)) * 1000, 1),
-            "backends_seen": sum(1 for b in [*self.alive.values(), *exited] if b.kind != ELSEWHERE),
-            "backends_exited": sum(1 for b in exited if b.kind != ELSEWHERE),
+            "exited_tail_ms": round(unknown * share * 1000, 1),
+            "other_databases_ms": round((elsewhere + unknown * (1 - share)) * 1000, 1),
+            "backends_seen": sum(1 for b in [*self.alive.values(), *exited] if b.kind not in UNNAMED),
+            "backends_exited": ours,
         }
 
 
