@@ -154,4 +154,5 @@ async def test_twice_the_sustainable_checkout_rate_for_a_minute_settles_every_or
         f"{load['paid']} paid; orders {dict(Counter(o['status'] for o in orders))}; answers {load['responses']}; "
         f"refusals {load['refusals']}; abandoned {load['abandoned']}"
     )
+    print(outcome)  # the figures of a passing run, with `pytest -s`
     assert not problems, "\n".join([outcome, *problems])
