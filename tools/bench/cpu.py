@@ -199,8 +199,8 @@ class CpuAccount:
         processes: Mapping[str, psutil.Process],
         postmaster: psutil.Process | None,
         database: str,
-        interval: float = 0.1,
-        discover: float = 0.025,
+        interval: float = 0.2,
+        discover: float = 0.05,
     ) -> None:
         self.processes = dict(processes)
         self.postgres = PostgresSessions(postmaster, database) if postmaster else None
