@@ -83,8 +83,9 @@ def checkout_config(
 
 
 def run_checkouts(config: dict[str, Any]) -> dict[str, Any]:
-    # Each checkout may wait for its confirmation and each request has its own deadline: bounded.
-    bound = config["duration_s"] + config["confirm_within_s"] + config["payment_start_within_s"] + 120
+    # Every request has its own deadline and every wait its own limit, so a run ends; this is only the
+    # backstop for a load script that hangs.
+    bound = config["duration_s"] + 600
     return run_node("checkout.js", config, timeout=bound)
 
 

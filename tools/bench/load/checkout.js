@@ -120,17 +120,25 @@ async function checkout(ctx, n) {
   const token = ctx.config.tokens[n % ctx.config.tokens.length];
   const started = Date.now();
   const order = await placeOrder(ctx, token, n);
-  if (!order) return count(ctx.abandoned, 'place', 'count');
+  if (!order?.id) return count(ctx.abandoned, 'place', 'count');
   const record = { id: order.id, status: order.status, created_at: order.created_at, confirmed_at: null, polls: 0 };
   ctx.orders.push(record);
   const payment = await startPayment(ctx, token, order.id);
-  if (!payment) return count(ctx.abandoned, 'payment', 'count');
+  if (!payment?.redirect_url) return count(ctx.abandoned, 'payment', 'count');
   if (!(await payOnStripePage(ctx, payment.redirect_url))) return count(ctx.abandoned, 'stripe', 'count');
   ctx.paid += 1;
   if (ctx.config.mode !== 'closed') return undefined;
   await waitTerminal(ctx, token, record, Date.now());
   if (record.confirmed_at) record.client_ms = Date.now() - started;
   return undefined;
+}
+
+// A checkout that throws (a bug here, not an answer of the shop) is counted, not fatal to the run.
+function attempt(ctx, n) {
+  return checkout(ctx, n).catch((error) => {
+    count(ctx.abandoned, 'error', 'count');
+    process.stderr.write(`checkout ${n}: ${error.stack || error}\n`);
+  });
 }
 
 async function closedLoop(ctx) {
@@ -141,7 +149,7 @@ async function closedLoop(ctx) {
     while (Date.now() < end) {
       const n = next;
       next += 1;
-      await checkout(ctx, n);
+      await attempt(ctx, n);
     }
   };
   await Promise.all(Array.from({ length: clients }, worker));
@@ -160,7 +168,7 @@ async function openLoop(ctx) {
       ctx.skipped += 1;
       continue;
     }
-    const done = checkout(ctx, n).finally(() => running.delete(done));
+    const done = attempt(ctx, n).finally(() => running.delete(done));
     running.add(done);
   }
   ctx.arrivals = total;
