@@ -30,11 +30,16 @@ class KitSettings(BaseSettings):
     amqp_prefetch: int = 100
     # Prefix of the exchange and queue names: lets test runs share one broker without seeing each other.
     bus_namespace: str = ""
-    handler_concurrency: int = 16
+    # Consumers: batch workers per queue, and the most messages one batch (one transaction) applies.
+    consumer_workers: int = 2
+    consumer_batch_size: int = 100
     retry_delays: list[float] = [0.5, 2.0, 8.0]
     relay_batch_size: int = 100
     relay_poll_interval: float = 0.5
     outbox_max_attempts: int = 10
+    # Housekeeping: sent outbox rows and inbox records are kept this long, then deleted.
+    outbox_retention_hours: float = 24.0
+    inbox_retention_days: float = 14.0
 
     jwt_issuer: str = "shop-auth"
     jwt_audience: str = "shop"
