@@ -123,7 +123,7 @@ def test_bad_paging_is_400_naming_the_param(stripe_sandbox: StripeSandbox, param
 
 def test_the_librarys_auto_paging_reads_every_event_once(stripe_sandbox: StripeSandbox) -> None:
     _, oldest_first = make_events(stripe_sandbox, refunds=12)  # 25 events
-    since = stripe_sandbox.client.v1.events.list().data[-1].created - 1
+    since = stripe_sandbox.client.v1.events.list(params={"limit": 100}).data[-1].created - 1
 
     pages = stripe_sandbox.client.v1.events.list(params={"created": {"gt": since}, "limit": 4})
     seen = [event.id for event in pages.auto_paging_iter()]
