@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 from contracts import (
     EventData,
@@ -121,7 +121,7 @@ class Redrive:
     items: tuple[OrderLine, ...] = ()
 
 
-Fact = (
+Fact: TypeAlias = (
     PaymentSucceeded
     | PaymentFailed
     | StockCommitted
@@ -295,9 +295,7 @@ def _stock_committed(c: _Course, event: StockCommitted) -> None:
             )
             c.update(payment_id=event.payment_id, payment_provider=None)
         c.move(S.CONFIRMED, "stock committed")
-        c.send(
-            OrderConfirmed(order_id=s.order_id, user_id=s.user_id, total_amount=s.total_amount, currency=s.currency)
-        )
+        c.send(OrderConfirmed(order_id=s.order_id, user_id=s.user_id, total_amount=s.total_amount, currency=s.currency))
     elif s.status in (S.CANCELLED, S.REFUND_PENDING, S.REFUNDED):
         # The catalog releases this stock when the payment it was committed for is refunded.
         c.note(f"stock committed while {s.status}; it is released on refund")
@@ -311,7 +309,9 @@ def _stock_rejected(c: _Course, event: StockRejected) -> None:
         shortages = ", ".join(f"{x.product_id} ({x.requested} > {x.available})" for x in event.shortages)
         c.move(S.REFUND_PENDING, f"stock rejected: {shortages or 'unavailable'}")
         c.send(
-            RefundRequested(order_id=s.order_id, payment_id=s.payment_id or event.payment_id, reason="stock unavailable")
+            RefundRequested(
+                order_id=s.order_id, payment_id=s.payment_id or event.payment_id, reason="stock unavailable"
+            )
         )
     elif s.status in (S.CANCELLED, S.CONFIRMED, S.SHIPPED, S.DELIVERED):
         c.note(f"stock rejected while {s.status}")

@@ -259,7 +259,9 @@ def test_an_admin_refund_racing_the_saga_always_ends_refunded_without_asking(ord
 
 def test_a_refund_that_overtook_its_success_is_applied_when_the_success_comes():
     remembered, _, _ = run(state(PP), refunded())
-    assert remembered.status == PP and remembered.refunds_seen == (SeenRefund(PAY, TOTAL, True, "refunded by an admin"),)
+    assert remembered.status == PP and remembered.refunds_seen == (
+        SeenRefund(PAY, TOTAL, True, "refunded by an admin"),
+    )
     final, sent, timeline = run(remembered, succeeded())
     assert (final.status, final.refunds_seen, sent, timeline) == (RE, (), [], [PA, RP, RE])
 
