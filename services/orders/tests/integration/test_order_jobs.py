@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from contracts import PaymentSucceeded, Shortage, StockRejected, new_envelope
-from orders.app import create_app
 from orders import service
+from orders.app import create_app
 from orders.settings import OrdersSettings
 from shopkit.auth import load_keys
 from shopkit.db import Database

@@ -16,11 +16,15 @@ import asyncio
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import psycopg2
 
 from shopkit import testing
 from shopkit.settings import KitSettings
@@ -65,11 +69,25 @@ def run_wrk(url: str, script: str, clients: int, seconds: int) -> tuple[int, str
     return requests - (int(non_2xx.group(1)) if non_2xx else 0), done.stdout
 
 
-async def prepare(cluster: Cluster, settings: KitSettings, products: int) -> list[str]:
+async def prepare(cluster: Cluster, settings: KitSettings, products: int) -> list[dict[str, Any]]:
     token = testing.mint_access_token(settings, role="admin", expires_in=timedelta(hours=1))
     async with Http(retry_for=30) as http:
         admin = Customer(http, cluster.url("catalog"), "admin@example.com", token)
-        return [(await admin.create_product(price=f"{100 + i}.00", stock=1_000_000))["id"] for i in range(products)]
+        return [await admin.create_product(price=f"{100 + i}.00", stock=1_000_000) for i in range(products)]
+
+
+def seed_view(database_url: str, products: list[dict[str, Any]]) -> None:
+    """Put the products into orders' product view as their ProductChanged would (for a catalog that
+    does not publish it yet)."""
+    connection = psycopg2.connect(database_url)
+    with connection, connection.cursor() as cursor:
+        for p in products:
+            cursor.execute(
+                "INSERT INTO orders.products (product_id, sku, name, price, currency, is_active, stock, version,"
+                " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, 1, now()) ON CONFLICT DO NOTHING",
+                (p["id"], p["sku"], p["name"], p["price"], p["currency"], p["is_active"], p["stock"]),
+            )
+    connection.close()
 
 
 def main() -> None:
@@ -77,6 +95,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--products", type=int, default=20)
+    parser.add_argument("--seed-view", action="store_true", help="write the products into orders' view")
+    parser.add_argument("--py-spy", metavar="FILE", help="also sample orders with py-spy (raw folded stacks)")
     args = parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="orders-cpu-"))
     var_dir = log_dir / "var"
@@ -99,7 +119,10 @@ def main() -> None:
         )
         with cluster:
             cluster.wait_ready(120)
-            products = asyncio.run(prepare(cluster, settings, args.products))
+            created = asyncio.run(prepare(cluster, settings, args.products))
+            if args.seed_view:
+                seed_view(database_url, created)
+            products = [p["id"] for p in created]
             tokens = [testing.mint_access_token(settings, expires_in=timedelta(hours=1)) for _ in range(50)]
             script = WRK_SCRIPT % {
                 "tokens": ",".join(f'"{t}"' for t in tokens),
@@ -110,9 +133,32 @@ def main() -> None:
             run_wrk(orders_url, script, 4, 3)  # warm-up: pools, caches, read-through
             pid = cluster.pids()["orders"]
             assert pid is not None
+            spy = None
+            if args.py_spy:
+                py_spy = str(Path(sys.executable).parent / "py-spy")
+                spy = subprocess.Popen(
+                    # --gil: the thread holding the GIL, i.e. where the process's Python CPU goes
+                    [
+                        py_spy,
+                        "record",
+                        "--gil",
+                        "-p",
+                        str(pid),
+                        "-o",
+                        args.py_spy,
+                        "-f",
+                        "raw",
+                        "-d",
+                        str(args.seconds),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             before = cpu_seconds(pid)
             placed, output = run_wrk(orders_url, script, args.clients, args.seconds)
             used = cpu_seconds(pid) - before
+            if spy is not None:
+                spy.wait(timeout=60)
     print(output)
     print(f"placements: {placed}, orders CPU: {used:.2f} s, per placement: {1000 * used / max(placed, 1):.3f} ms")
     print(f"logs: {log_dir}")
