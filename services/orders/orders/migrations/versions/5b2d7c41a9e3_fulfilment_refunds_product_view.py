@@ -7,7 +7,8 @@ Create Date: 2026-12-02 10:00:00
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from alembic import op
@@ -44,8 +45,39 @@ refunded_payments = sa.table(
 )
 
 
+@contextmanager
+def _children_kept(*tables: str) -> Iterator[None]:
+    """SQLite rebuilds `orders` to change its CHECK constraints, and dropping the old table (foreign
+    keys on, as the kit's connections have them, and not switchable inside the migration's
+    transaction) would cascade-delete the rows that reference it: keep them aside and put them back."""
+    if op.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    for table in tables:
+        op.execute(f"CREATE TEMP TABLE _kept_{table} AS SELECT * FROM {table}")
+    yield
+    for table in tables:
+        op.execute(f"DELETE FROM {table}")
+        op.execute(f"INSERT INTO {table} SELECT * FROM _kept_{table}")
+        op.execute(f"DROP TABLE _kept_{table}")
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("orders", schema=None) as batch_op:
+    # Refunds seen before their payment move onto their order (they were full refunds: v1 events).
+    # Those of the payment that has since become the paying one were applied already.
+    connection = op.get_bind()
+    seen: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for order_id, payment_id, reason, paying in connection.execute(
+        sa.select(
+            refunded_payments.c.order_id, refunded_payments.c.payment_id, refunded_payments.c.reason, orders.c.payment_id
+        )
+        .join(orders, orders.c.id == refunded_payments.c.order_id)
+        .order_by(refunded_payments.c.at)
+    ):
+        if payment_id != paying:
+            seen[str(order_id)].append({"payment_id": str(payment_id), "refunded": None, "fully": True, "reason": reason})
+
+    with _children_kept("order_items", "order_events"), op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.add_column(sa.Column("refunded_amount", sa.Numeric(12, 2), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("refunds_seen", sa.JSON(none_as_null=True), nullable=True))
         batch_op.add_column(sa.Column("shipping_address", sa.JSON(none_as_null=True), nullable=True))
@@ -57,17 +89,6 @@ def upgrade() -> None:
         batch_op.create_check_constraint("ck_orders_status", _status_check(NEW_STATUSES))
         batch_op.create_check_constraint("ck_orders_refunded_amount", "refunded_amount >= 0")
 
-    # Refunds seen before their payment move onto their order (they were full refunds: v1 events).
-    # Those of the payment that has since become the paying one were applied already.
-    connection = op.get_bind()
-    seen: dict[str, list[dict[str, object]]] = defaultdict(list)
-    for order_id, payment_id, reason, paying in connection.execute(
-        sa.select(refunded_payments.c.order_id, refunded_payments.c.payment_id, refunded_payments.c.reason, orders.c.payment_id)
-        .join(orders, orders.c.id == refunded_payments.c.order_id)
-        .order_by(refunded_payments.c.at)
-    ):
-        if payment_id != paying:
-            seen[str(order_id)].append({"payment_id": str(payment_id), "refunded": None, "fully": True, "reason": reason})
     for order_id, refunds in seen.items():
         connection.execute(sa.update(orders).where(orders.c.id == order_id).values(refunds_seen=refunds))
     op.drop_table("refunded_payments")
@@ -115,7 +136,10 @@ def downgrade() -> None:
     connection.execute(
         sa.update(orders).where(orders.c.status.in_(["shipped", "delivered"])).values(status="confirmed")
     )
-    with op.batch_alter_table("orders", schema=None) as batch_op:
+    with (
+        _children_kept("order_items", "order_events", "refunded_payments"),
+        op.batch_alter_table("orders", schema=None) as batch_op,
+    ):
         batch_op.drop_constraint("ck_orders_refunded_amount", type_="check")
         batch_op.drop_constraint("ck_orders_status", type_="check")
         batch_op.create_check_constraint("ck_orders_status", _status_check(OLD_STATUSES))
