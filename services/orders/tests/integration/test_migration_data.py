@@ -78,7 +78,8 @@ def test_refunds_seen_move_onto_their_order_and_back(db: Database):
             )
             connection.execute(
                 text(
-                    "INSERT INTO order_events (order_id, status, reason, at) VALUES (:o, 'pending_payment', 'placed', :at)"
+                    "INSERT INTO order_events (order_id, status, reason, at)"
+                    " VALUES (:o, 'pending_payment', 'placed', :at)"
                 ),
                 {"o": str(order_id), "at": NOW},
             )
