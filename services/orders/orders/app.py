@@ -44,7 +44,7 @@ def create_app(
     client = ServiceClient(
         settings.catalog_url,
         service_token=settings.internal_token,
-        timeout=settings.upstream_timeout,
+        timeout=min(settings.upstream_timeout, settings.order_catalog_timeout),
         asgi_app=catalog_app,
     )
     runtime.on_shutdown(client.close)
