@@ -186,3 +186,11 @@ def test_the_lookup_carries_the_service_credential(settings, catalog, headers):
         response = client.post("/api/orders", json=one_item(product), headers=headers(uuid.uuid4()))
     assert response.status_code == 503
     assert catalog.calls == []
+
+
+def test_product_changes_reach_the_view_through_the_broker(client, send, view, wait_for, headers, catalog):
+    product = uuid.uuid4()
+    send(env(change(product, 2, stock=3)), env(change(product, 1, stock=1)))
+    wait_for(lambda: view().get(str(product)) == (2, "Product v2", 3))
+    response = client.post("/api/orders", json=one_item(product, 3), headers=headers(uuid.uuid4()))
+    assert response.status_code == 201 and catalog.calls == []

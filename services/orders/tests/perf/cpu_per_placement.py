@@ -4,8 +4,8 @@
 
 Starts the catalog and orders processes (tools.supervisor.Cluster) on a fresh PostgreSQL database and
 the local RabbitMQ, creates products, then drives `POST /api/orders` straight at orders with wrk
-(two lines per order, as the benchmark does) and reads the orders process's user+system CPU from
-/proc before and after. CPU per placement, unlike orders per second, hardly depends on what else the
+(two lines per order, as the benchmark does) and reads the orders (and catalog) processes' user+system CPU
+from /proc before and after. CPU per placement, unlike orders per second, hardly depends on what else the
 shared machine is doing. The products reach the orders' product view as the catalog publishes them
 (ProductChanged) or, failing that, by the first placement's read-through."""
 
@@ -131,8 +131,8 @@ def main() -> None:
             orders_url = cluster.url("orders")
             time.sleep(2)  # let ProductChanged reach the view, where the catalog publishes it
             run_wrk(orders_url, script, 4, 3)  # warm-up: pools, caches, read-through
-            pid = cluster.pids()["orders"]
-            assert pid is not None
+            pid, catalog_pid = cluster.pids()["orders"], cluster.pids()["catalog"]
+            assert pid is not None and catalog_pid is not None
             spy = None
             if args.py_spy:
                 py_spy = str(Path(sys.executable).parent / "py-spy")
@@ -154,13 +154,15 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-            before = cpu_seconds(pid)
+            before, catalog_before = cpu_seconds(pid), cpu_seconds(catalog_pid)
             placed, output = run_wrk(orders_url, script, args.clients, args.seconds)
-            used = cpu_seconds(pid) - before
+            used, catalog_used = cpu_seconds(pid) - before, cpu_seconds(catalog_pid) - catalog_before
             if spy is not None:
                 spy.wait(timeout=60)
     print(output)
-    print(f"placements: {placed}, orders CPU: {used:.2f} s, per placement: {1000 * used / max(placed, 1):.3f} ms")
+    per = 1000 / max(placed, 1)
+    print(f"placements: {placed}, orders CPU: {used:.2f} s, per placement: {used * per:.3f} ms")
+    print(f"catalog CPU meanwhile: {catalog_used:.2f} s, per placement: {catalog_used * per:.3f} ms")
     print(f"logs: {log_dir}")
 
 
