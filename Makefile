@@ -11,7 +11,7 @@ help:
 	@echo "make run              the whole shop in one process on http://127.0.0.1:8000 (SQLite, in-process bus, sandboxes)"
 	@echo "make test             every test (PostgreSQL and RabbitMQ from SHOP_TEST_DATABASE_URL / SHOP_TEST_AMQP_URL)"
 	@echo "make run-distributed  one process per service against SHOP_DATABASE_URL and SHOP_AMQP_URL"
-	@echo "make bench            the benchmark (distributed mode, local PostgreSQL and RabbitMQ)"
+	@echo "make bench            the benchmark (distributed mode, local PostgreSQL and RabbitMQ); BENCH_ARGS=--short for a quick run"
 	@echo "make lint             ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -50,7 +50,7 @@ up:
 	docker compose up --build
 
 bench: $(STAMP)
-	$(BIN)/python -m tools.bench
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 schemas: $(STAMP)
 	$(BIN)/python -m contracts.export_schemas docs/events

@@ -46,13 +46,19 @@ class UnitOfWork:
     ) -> Envelope:
         """Put an event in this transaction's outbox; the relay publishes it after commit.
         `caused_by`: in a batch handler, the event (as the handler received it) this one answers."""
-        causation = self.causations.get(id(caused_by), self.causation) if caused_by is not None else self.causation
+        if caused_by is not None:
+            # A batch handler runs outside any one event's trace: follow the event it answers.
+            causation = self.causations.get(id(caused_by), self.causation)
+            traceparent = causation.traceparent if causation else tracing.current_traceparent()
+        else:
+            causation = self.causation
+            traceparent = tracing.current_traceparent(causation.traceparent if causation else None)
         envelope = new_envelope(
             data,
             producer=self.producer,
             correlation_id=correlation_id or (causation.correlation_id if causation else None),
             causation_id=causation.id if causation else None,
-            traceparent=tracing.current_traceparent(causation.traceparent if causation else None),
+            traceparent=traceparent,
         )
         add_to_outbox(self.session, envelope)
         self._emitted = True
