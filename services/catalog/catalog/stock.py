@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import Any, TypeAlias
 
 from sqlalchemy import JSON, Integer, Update, bindparam, case, cast, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from catalog import domain
@@ -34,7 +33,7 @@ from contracts import (
     StockCommitted,
     StockRejected,
 )
-from shopkit.db import GUID
+from shopkit.db import GUID, upsert_insert
 from shopkit.problems import Conflict, NotFound
 from shopkit.uow import UnitOfWork
 
@@ -310,8 +309,7 @@ def _rejection_statement(count: int, dialect: str) -> Update:
 
 @lru_cache(maxsize=4)
 def _claim_statement(dialect: str) -> Any:
-    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert_for(DECISIONS).on_conflict_do_nothing().returning(DECISIONS.c.order_id)
+    return upsert_insert(dialect, DECISIONS).on_conflict_do_nothing().returning(DECISIONS.c.order_id)
 
 
 def _movement(
