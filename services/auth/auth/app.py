@@ -13,7 +13,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from auth import api, service
-from auth.passwords import Passwords
+from auth.domain import LoginPolicy
+from auth.passwords import HashingQueue, Passwords
 from auth.service import Security
 from auth.settings import AuthSettings
 from auth.tokens import TokenIssuer
@@ -31,6 +32,11 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
     runtime = ServiceRuntime("auth", settings, migrations=MIGRATIONS, transport=transport)
     security = Security(
         passwords=Passwords(),
+        hashing=HashingQueue(
+            slots=settings.password_hash_concurrency,
+            max_waiting=settings.password_hash_queue,
+            max_wait=settings.password_hash_max_wait,
+        ),
         tokens=TokenIssuer(
             runtime.verifier.keys,
             issuer=settings.jwt_issuer,
@@ -38,27 +44,35 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
             ttl=timedelta(seconds=settings.access_token_ttl),
         ),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl),
-        max_login_failures=settings.login_max_failures,
-        login_window=timedelta(seconds=settings.login_failure_window),
+        policy=LoginPolicy(
+            max_failures=settings.login_max_failures,
+            window=timedelta(seconds=settings.login_failure_window),
+            slowdown_step=settings.login_slowdown_step,
+            slowdown_max=settings.login_slowdown_max,
+        ),
     )
     runtime.jobs.append(PeriodicJob("auth-prune", settings.prune_interval, partial(_prune, runtime, security)))
     app = runtime.create_app(title="Shop auth")
     app.state.security = security
     # The runtime's lifespan migrates the schema; the admin can only be ensured after that.
-    app.router.lifespan_context = _lifespan_ensuring_admin(runtime, security.passwords, settings)
+    app.router.lifespan_context = _lifespan(runtime, security, settings)
     app.include_router(api.router)
     return app
 
 
-def _lifespan_ensuring_admin(
-    runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings
+def _lifespan(
+    runtime: ServiceRuntime, security: Security, settings: AuthSettings
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with runtime.lifespan(app):
             if settings.admin_password:
-                await asyncio.to_thread(_ensure_admin, runtime, passwords, settings)
-            yield
+                await asyncio.to_thread(_ensure_admin, runtime, security.passwords, settings)
+            security.hashing.start()
+            try:
+                yield
+            finally:
+                security.hashing.stop()
 
     return lifespan
 
@@ -71,6 +85,6 @@ def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings: AuthS
 
 def _prune(runtime: ServiceRuntime, security: Security) -> None:
     with runtime.db.unit_of_work() as uow:
-        failures, tokens = service.prune_expired(uow, login_window=security.login_window)
+        failures, tokens = service.prune_expired(uow, login_window=security.policy.window)
     if failures or tokens:
         log.info("pruned expired auth records", extra={"login_failures": failures, "refresh_tokens": tokens})

@@ -45,11 +45,18 @@ class RefreshToken(Base):
 
 
 class LoginFailure(Base):
-    """A failed login, kept in the database so that every replica counts the same failures."""
+    """A failed login of one email from one client address, kept in the database so that every replica
+    counts the same failures.
+
+    An attempt is written here *before* its password is checked (charged up front, under a per-pair
+    lock) and removed again only by a success, which clears its pair: concurrent guesses cannot all
+    read "4 failures" while their hashes run. A crash mid-check leaves a failure, never a free guess."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_email_failed_at", "email", "failed_at"),)
+    __table_args__ = (Index("ix_login_failures_email_address_failed_at", "email", "client_address", "failed_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(320), nullable=False)
+    # auth.client_address.client_address: the gateway's idea of the client, an IPv6 client as its /64.
+    client_address: Mapped[str] = mapped_column(String(64), nullable=False)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,9 +1,14 @@
-"""argon2id password hashes. Clear-text passwords go in here and never come out."""
+"""argon2id password hashes, and the bounded queue requests hash through. Clear-text passwords go in
+here and never come out."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import secrets
-import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -11,12 +16,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 # OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane). argon2-cffi's default takes 64 MiB per hash,
 # which with a threadpool of concurrent logins pushes the process past its memory budget.
 DEFAULT_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-# Hashing is CPU- and memory-bound: more at once than there are cores only queues inside argon2 and
-# multiplies memory; a burst of logins waits here instead.
-_HASHING_SLOTS = threading.BoundedSemaphore(2)
+
+T = TypeVar("T")
 
 
 class Passwords:
+    """Hashing and verifying, synchronously: CPU and `memory_cost` of RAM per call. Requests go through
+    a HashingQueue; only start-up and the command line call this directly."""
+
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or DEFAULT_HASHER
         # Checked when the email is unknown, so a miss costs the same argon2 work as a wrong password
@@ -24,16 +31,78 @@ class Passwords:
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
-        with _HASHING_SLOTS:
-            return self._hasher.hash(password)
+        return self._hasher.hash(password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         try:
-            with _HASHING_SLOTS:
-                matches = self._hasher.verify(stored_hash or self._decoy, password)
+            matches = self._hasher.verify(stored_hash or self._decoy, password)
         except (VerificationError, InvalidHashError):
             return False
         return matches and stored_hash is not None
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
+
+
+class HashingBusy(Exception):
+    """More hashing is waiting than the queue accepts, or the wait took too long."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"password hashing is saturated; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class HashingQueue:
+    """At most `slots` hashes at once, each on one of `slots` threads of its own.
+
+    Hashing is CPU- and memory-bound: more at once than there are cores only queues inside argon2 and
+    multiplies memory (each hash holds `memory_cost` of RAM), so the slots also bound the process's peak
+    memory. A request waiting for a slot is a suspended coroutine: it holds no thread and no database
+    connection, so a burst of logins cannot starve the other routes. At most `max_waiting` wait, and
+    none longer than `max_wait` seconds; beyond either, HashingBusy at once, never an unbounded queue."""
+
+    def __init__(self, *, slots: int, max_waiting: int, max_wait: float) -> None:
+        if slots < 1:
+            raise ValueError("password hashing needs at least one slot")
+        self.slots = slots
+        self.max_waiting = max_waiting
+        self.max_wait = max_wait
+        self.waiting = 0
+        # What a refused caller is told: by then the queue has moved on by at least one full wait.
+        self.retry_after = max(1, math.ceil(max_wait))
+        self._slots: asyncio.Semaphore | None = None
+        self._threads: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Bind to the running event loop (the app's lifespan calls this)."""
+        self._slots = asyncio.Semaphore(self.slots)
+        self._threads = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="auth-argon2")
+
+    def stop(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        self._slots = self._threads = None
+
+    @property
+    def saturated(self) -> bool:
+        return self.waiting >= self.max_waiting
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        """`work(*args)` on a hashing thread once a slot is free; HashingBusy when none frees in time."""
+        if self._slots is None or self._threads is None:
+            raise RuntimeError("the hashing queue is not started (the app's lifespan starts it)")
+        slots, threads = self._slots, self._threads
+        if self.saturated:
+            raise HashingBusy(self.retry_after)
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.max_wait):
+                await slots.acquire()
+        except TimeoutError:
+            raise HashingBusy(self.retry_after) from None
+        finally:
+            self.waiting -= 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(threads, work, *args)
+        finally:
+            slots.release()

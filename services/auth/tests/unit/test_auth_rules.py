@@ -157,6 +157,7 @@ def _production(tmp_path: Path, **overrides: str) -> AuthSettings:
         "jwt_public_key": keys.public_pem.decode(),
         "jwt_private_key": (keys.private_pem or b"").decode(),
         "admin_password": "a-real-admin-secret",
+        "internal_token": "a-real-internal-token-of-32-characters-or-more",
     }
     values.update(overrides)
     return AuthSettings(_env_file=None, **values)  # type: ignore[arg-type]
