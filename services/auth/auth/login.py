@@ -60,7 +60,7 @@ async def login(uow: UnitOfWork, security: Security, *, email: str, password: st
     if isinstance(charged, int):
         raise TooManyRequests(LOCKED, headers={"Retry-After": str(charged)})
     if charged.slowdown:
-        await asyncio.sleep(charged.slowdown)
+        await slow_down(charged.slowdown)
     try:
         matches = await security.hashing.run(security.passwords.verify, charged.password_hash, password)
     except HashingBusy as busy:
@@ -72,6 +72,11 @@ async def login(uow: UnitOfWork, security: Security, *, email: str, password: st
         raise Unauthenticated(WRONG_CREDENTIALS)
     new_hash = await _rehash(security, charged.password_hash, password)
     return await run_in_threadpool(record_success, uow, security, charged, new_hash=new_hash, now=security.clock())
+
+
+async def slow_down(seconds: float) -> None:
+    """Awaited in the event loop: a slowed-down login holds no thread and no connection meanwhile."""
+    await asyncio.sleep(seconds)
 
 
 def charge_attempt(uow: UnitOfWork, policy: LoginPolicy, *, email: str, address: str, now: datetime) -> Attempt | int:
