@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from auth import api, service
 from auth.domain import LoginPolicy
-from auth.passwords import HashingQueue, Passwords
+from auth.passwords import HashingQueue, Passwords, return_hash_memory_promptly
 from auth.service import Security
 from auth.settings import AuthSettings
 from auth.tokens import TokenIssuer
@@ -29,6 +29,7 @@ log = logging.getLogger("auth.app")
 
 def create_app(settings: AuthSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
     settings = settings or AuthSettings()
+    return_hash_memory_promptly()
     runtime = ServiceRuntime("auth", settings, migrations=MIGRATIONS, transport=transport)
     security = Security(
         passwords=Passwords(),

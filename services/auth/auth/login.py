@@ -2,13 +2,17 @@
 any transaction.
 
 A login is short steps, never one long one:
-1. `charge_attempt`, one short transaction: refuse a locked pair; otherwise write the attempt down as a
-   failure before its password is checked, and read the stored hash. Concurrent attempts of one pair
-   take turns here (and only here), so no burst of parallel guesses slips past the count.
+1. `begin_check`, one short transaction: refuse a locked pair (429); otherwise write the attempt down as
+   being checked, which holds one of the pair's remaining tries, and read the stored hash. Attempts of
+   one pair take turns here (and only here), so no burst of parallel guesses slips past the count; an
+   attempt finding all of the pair's tries held asks again shortly, holding nothing meanwhile.
 2. Outside any transaction, holding no connection, lock or thread: wait out the slowdown that failures
    from other addresses earned, then verify the hash in the bounded HashingQueue.
-3. A failure needs nothing more (step 1 already counted it). A success runs `record_success`, one short
-   transaction: the pair's failures go, a refresh token is stored.
+3. One short transaction records the outcome: `record_failure`, or `record_success` (the pair's failures
+   go, a refresh token is stored). A check the queue refused is withdrawn (`withdraw_check`): nothing
+   was checked, so nothing counts.
+Waiting for the pair and for a hashing slot share one budget (password_hash_max_wait): past it, 503
+with Retry-After, never a hang.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from auth.domain import LoginPolicy, canonical_email
+from auth.domain import Admission, LoginPolicy, PairAttempt, canonical_email
 from auth.models import LoginFailure, User
 from auth.passwords import HashingBusy
 from auth.service import IssuedTokens, Security, hashing_busy, issue_tokens
@@ -35,11 +40,13 @@ log = logging.getLogger("auth.login")
 
 WRONG_CREDENTIALS = "the email or password is wrong"
 LOCKED = "too many failed logins for this account from this address; try again later"
+# How often an attempt whose pair has every try held looks again: about one hash.
+PAIR_POLL_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
-class Attempt:
-    """A login charged as a failure, waiting for its password to be checked."""
+class Check:
+    """A login admitted to have its password checked, holding one of its pair's tries until recorded."""
 
     id: uuid.UUID
     email: str
@@ -52,26 +59,25 @@ class Attempt:
 async def login(uow: UnitOfWork, security: Security, *, email: str, password: str, address: str) -> IssuedTokens:
     """`address` as auth.client_address.client_address decided it."""
     email = canonical_email(email)
-    if security.hashing.saturated:  # shed before any database work: the answer would be 503 anyway
-        raise hashing_busy(security.hashing.retry_after)
-    charged = await run_in_threadpool(
-        charge_attempt, uow, security.policy, email=email, address=address, now=security.clock()
-    )
-    if isinstance(charged, int):
-        raise TooManyRequests(LOCKED, headers={"Retry-After": str(charged)})
-    if charged.slowdown:
-        await slow_down(charged.slowdown)
+    hashing = security.hashing
+    if hashing.saturated:  # shed before any database work: the answer would be 503 anyway
+        raise hashing_busy(hashing.retry_after)
+    deadline = time.monotonic() + hashing.max_wait
+    check = await _admitted(uow, security, email=email, address=address, deadline=deadline)
+    if check.slowdown:
+        await slow_down(check.slowdown)
     try:
-        matches = await security.hashing.run(security.passwords.verify, charged.password_hash, password)
+        remaining = deadline + check.slowdown - time.monotonic()
+        matches = await hashing.run(security.passwords.verify, check.password_hash, password, max_wait=remaining)
     except HashingBusy as busy:
-        # Nothing was checked: the attempt does not count against the pair.
-        await run_in_threadpool(refund_attempt, uow, charged)
+        await run_in_threadpool(withdraw_check, uow, check)
         raise hashing_busy(busy.retry_after) from None
-    if not matches or charged.password_hash is None:
+    if not matches or check.password_hash is None:
+        await run_in_threadpool(record_failure, uow, check, now=security.clock())
         log.info("login failed", extra={"email": email, "client_address": address})
         raise Unauthenticated(WRONG_CREDENTIALS)
-    new_hash = await _rehash(security, charged.password_hash, password)
-    return await run_in_threadpool(record_success, uow, security, charged, new_hash=new_hash, now=security.clock())
+    new_hash = await _rehash(security, check.password_hash, password)
+    return await run_in_threadpool(record_success, uow, security, check, new_hash=new_hash, now=security.clock())
 
 
 async def slow_down(seconds: float) -> None:
@@ -79,26 +85,41 @@ async def slow_down(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-def charge_attempt(uow: UnitOfWork, policy: LoginPolicy, *, email: str, address: str, now: datetime) -> Attempt | int:
-    """Step 1, one short transaction. The attempt, committed as a failure; or, when the pair is locked,
-    the seconds until it may try again (and nothing written)."""
+async def _admitted(uow: UnitOfWork, security: Security, *, email: str, address: str, deadline: float) -> Check:
+    while True:
+        begun = await run_in_threadpool(
+            begin_check, uow, security.policy, email=email, address=address, now=security.clock()
+        )
+        if isinstance(begun, Check):
+            return begun
+        if begun.retry_after is not None:
+            raise TooManyRequests(LOCKED, headers={"Retry-After": str(begun.retry_after)})
+        # Every try the pair has left is being checked right now; one of them ends within about a hash.
+        if time.monotonic() + PAIR_POLL_INTERVAL > deadline:
+            raise hashing_busy(security.hashing.retry_after)
+        await asyncio.sleep(PAIR_POLL_INTERVAL)
+
+
+def begin_check(uow: UnitOfWork, policy: LoginPolicy, *, email: str, address: str, now: datetime) -> Check | Admission:
+    """Step 1, one short transaction: the check, committed as holding one of the pair's tries; or, when
+    the pair may not be checked now, why not (and nothing written)."""
     session = uow.session
     # Read once without the lock: a locked-out pair, an attacker hammering away, is refused without
     # queueing on the lock that its own attempts (and the owner's, from that address) take.
-    retry_after = _pair_retry_after(session, policy, email, address, now)
-    if retry_after is None:
+    admission = policy.admit(_pair_attempts(session, policy, email, address, now), now=now)
+    if admission.admitted:
         _serialise_attempts_of(session, email, address)
-        retry_after = _pair_retry_after(session, policy, email, address, now)
-    if retry_after is not None:
+        admission = policy.admit(_pair_attempts(session, policy, email, address, now), now=now)
+    if not admission.admitted:
         uow.rollback()
-        return retry_after
+        return admission
     elsewhere = _failures_elsewhere(session, policy, email, address, now)
     user = session.execute(select(User.id, User.password_hash).where(User.email == email)).one_or_none()
-    attempt_id = uuid.uuid4()
-    session.add(LoginFailure(id=attempt_id, email=email, client_address=address, failed_at=now))
+    check_id = uuid.uuid4()
+    session.add(LoginFailure(id=check_id, email=email, client_address=address, failed_at=now, checking=True))
     uow.commit()
-    return Attempt(
-        id=attempt_id,
+    return Check(
+        id=check_id,
         email=email,
         address=address,
         user_id=user.id if user else None,
@@ -107,40 +128,55 @@ def charge_attempt(uow: UnitOfWork, policy: LoginPolicy, *, email: str, address:
     )
 
 
-def refund_attempt(uow: UnitOfWork, attempt: Attempt) -> None:
-    uow.session.execute(delete(LoginFailure).where(LoginFailure.id == attempt.id))
+def record_failure(uow: UnitOfWork, check: Check, *, now: datetime) -> None:
+    uow.session.execute(update(LoginFailure).where(LoginFailure.id == check.id).values(checking=False, failed_at=now))
+    uow.commit()
+
+
+def withdraw_check(uow: UnitOfWork, check: Check) -> None:
+    uow.session.execute(delete(LoginFailure).where(LoginFailure.id == check.id))
     uow.commit()
 
 
 def record_success(
-    uow: UnitOfWork, security: Security, attempt: Attempt, *, new_hash: str | None, now: datetime
+    uow: UnitOfWork, security: Security, check: Check, *, new_hash: str | None, now: datetime
 ) -> IssuedTokens:
     """Step 3 of a login whose password matched: the pair starts afresh, a session is issued."""
     session = uow.session
-    user = session.get(User, attempt.user_id)
+    user = session.get(User, check.user_id)
     if user is None:  # deleted while its password was being checked
-        uow.rollback()
+        withdraw_check(uow, check)
         raise Unauthenticated(WRONG_CREDENTIALS)
     if new_hash is not None:
         user.password_hash = new_hash
         user.updated_at = now
+    # The pair's failures go with this check; checks of the pair still running stay and count.
     session.execute(
-        delete(LoginFailure).where(LoginFailure.email == attempt.email, LoginFailure.client_address == attempt.address)
+        delete(LoginFailure).where(
+            LoginFailure.email == check.email,
+            LoginFailure.client_address == check.address,
+            or_(LoginFailure.id == check.id, _is_failure(security.policy, now)),
+        )
     )
     issued = issue_tokens(session, security, user, family_id=uuid.uuid4(), now=now)
     uow.commit()
     return issued
 
 
-def _pair_retry_after(session: Session, policy: LoginPolicy, email: str, address: str, now: datetime) -> int | None:
-    failures = session.scalars(
-        select(LoginFailure.failed_at).where(
+def _is_failure(policy: LoginPolicy, now: datetime) -> ColumnElement[bool]:
+    """SQL for policy.admit's notion of a failure: a finished check, or one abandoned mid-way."""
+    return or_(LoginFailure.checking.is_(False), LoginFailure.failed_at <= now - policy.check_timeout)
+
+
+def _pair_attempts(session: Session, policy: LoginPolicy, email: str, address: str, now: datetime) -> list[PairAttempt]:
+    rows = session.execute(
+        select(LoginFailure.failed_at, LoginFailure.checking).where(
             LoginFailure.email == email,
             LoginFailure.client_address == address,
             LoginFailure.failed_at > now - policy.window,
         )
     ).all()
-    return policy.retry_after(failures, now=now)
+    return [PairAttempt(at, checking) for at, checking in rows]
 
 
 def _failures_elsewhere(session: Session, policy: LoginPolicy, email: str, address: str, now: datetime) -> int:
@@ -151,6 +187,7 @@ def _failures_elsewhere(session: Session, policy: LoginPolicy, email: str, addre
             LoginFailure.email == email,
             LoginFailure.client_address != address,
             LoginFailure.failed_at > now - policy.window,
+            _is_failure(policy, now),
         )
         .limit(policy.slowdown_saturates_at)
         .subquery()
@@ -159,14 +196,13 @@ def _failures_elsewhere(session: Session, policy: LoginPolicy, email: str, addre
 
 
 def _serialise_attempts_of(session: Session, email: str, address: str) -> None:
-    """Attempts of one pair take turns through step 1, across replicas, so each reads every failure
-    charged before it. PostgreSQL: a transaction-scoped advisory lock, held for a few statements and
-    never across a hash. SQLite serialises every writing transaction already (BEGIN IMMEDIATE)."""
+    """Attempts of one pair take turns through step 1, across replicas, so each reads every check begun
+    before it. PostgreSQL: a transaction-scoped advisory lock, held for a few statements and never
+    across a hash. SQLite serialises every writing transaction already (BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
         digest = hashlib.sha256(f"login:{email}\x00{address}".encode()).digest()
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest[:8], "big", signed=True)}
-        )
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 async def _rehash(security: Security, stored_hash: str, password: str) -> str | None:

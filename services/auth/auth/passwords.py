@@ -4,6 +4,7 @@ here and never come out."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import secrets
 from collections.abc import Callable
@@ -18,6 +19,24 @@ from argon2.exceptions import InvalidHashError, VerificationError
 DEFAULT_HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 T = TypeVar("T")
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD = 1 << 20
+
+
+def return_hash_memory_promptly() -> None:
+    """Have each hash's memory handed back to the system as soon as the hash ends.
+
+    argon2 asks malloc for `memory_cost` (19 MiB) per hash. glibc serves a block that large with its own
+    mapping and unmaps it when freed, but only until the first such free: then it raises its mmap
+    threshold to the block's size and serves later ones from its heaps, which keep the memory and
+    fragment it. The process would hold the hashing memory of its busiest moment for good, and more
+    whenever fragments no longer fit. A fixed threshold (1 MiB) keeps every block that large in a mapping
+    of its own; smaller allocations are unaffected. Elsewhere than glibc this does nothing."""
+    try:
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
 
 
 class Passwords:
@@ -87,8 +106,9 @@ class HashingQueue:
     def saturated(self) -> bool:
         return self.waiting >= self.max_waiting
 
-    async def run(self, work: Callable[..., T], *args: object) -> T:
-        """`work(*args)` on a hashing thread once a slot is free; HashingBusy when none frees in time."""
+    async def run(self, work: Callable[..., T], *args: object, max_wait: float | None = None) -> T:
+        """`work(*args)` on a hashing thread once a slot is free; HashingBusy when none frees within
+        `max_wait` seconds (at most the queue's own bound; a caller passes what its budget has left)."""
         if self._slots is None or self._threads is None:
             raise RuntimeError("the hashing queue is not started (the app's lifespan starts it)")
         slots, threads = self._slots, self._threads
@@ -96,7 +116,7 @@ class HashingQueue:
             raise HashingBusy(self.retry_after)
         self.waiting += 1
         try:
-            async with asyncio.timeout(self.max_wait):
+            async with asyncio.timeout(self.max_wait if max_wait is None else min(max_wait, self.max_wait)):
                 await slots.acquire()
         except TimeoutError:
             raise HashingBusy(self.retry_after) from None

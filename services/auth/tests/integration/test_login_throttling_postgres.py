@@ -74,6 +74,14 @@ def clock(pg_api: Any) -> Clock:
     return clock
 
 
+@pytest.fixture
+def quiet_pool(pg_api: Any) -> Any:
+    """pg_api with its outbox relay stopped (auth emits no events): every connection checked out of the
+    pool from now on is a request's."""
+    pg_api.client.portal.call(pg_api.runtime.relay.stop)
+    return pg_api
+
+
 def test_failures_from_another_address_never_lock_the_owner_out(pg_api: Any) -> None:
     pg_api.register("owner@example.com")
     statuses = [_login(pg_api, "owner@example.com", WRONG, ATTACKER).status_code for _ in range(8)]
@@ -150,6 +158,43 @@ def test_concurrent_failures_are_counted_exactly_across_two_replicas(
         assert _failures(pg_api, "burst@example.com", address) == 5
 
 
+def test_concurrent_right_logins_of_one_pair_all_get_in(pg_api: Any, make_settings: Any, pg_url: str) -> None:
+    """Checks in flight hold the pair's tries, but none of them failed: the ones beyond five wait their
+    turn instead of being told that the account is locked."""
+    pg_api.register("busy-bee@example.com")
+    body = {"email": "busy-bee@example.com", "password": pg_api.password}
+    headers = {"X-Forwarded-For": OWNER}
+    with ServerThread(create_app(make_settings(database_url=pg_url))) as replica:
+
+        def attempt(n: int) -> int:
+            if n % 2:
+                return httpx.post(f"{replica.url}/api/auth/login", json=body, headers=headers, timeout=60).status_code
+            return pg_api.client.post("/api/auth/login", json=body, headers=headers).status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(attempt, range(12)))
+    assert statuses == [200] * 12
+    assert _failures(pg_api, "busy-bee@example.com") == 0
+
+
+def test_checks_cut_short_by_a_crash_count_as_failures(pg_api: Any, clock: Clock) -> None:
+    pg_api.register("crashed@example.com")
+    with pg_api.runtime.db.unit_of_work() as uow:  # five checks begun by a replica that then died
+        for _ in range(5):
+            uow.session.add(
+                LoginFailure(
+                    email="crashed@example.com",
+                    client_address=ATTACKER,
+                    failed_at=clock.now - timedelta(minutes=2),
+                    checking=True,
+                )
+            )
+        uow.commit()
+    locked = _login(pg_api, "crashed@example.com", pg_api.password, ATTACKER)
+    assert (locked.status_code, locked.headers["Retry-After"]) == (429, str(13 * 60))
+    assert _login(pg_api, "crashed@example.com", pg_api.password, OWNER).status_code == 200
+
+
 def test_an_unknown_email_gets_the_same_answer_work_and_throttle(
     pg_api: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,8 +243,9 @@ def _observing(api: Any, pg_url: str, seen: list[tuple[int, int]], work: Callabl
 
 
 def test_passwords_are_hashed_and_checked_with_no_connection_and_no_lock_held(
-    pg_api: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+    quiet_pool: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pg_api = quiet_pool
     passwords = _security(pg_api).passwords
     seen: list[tuple[int, int]] = []
     monkeypatch.setattr(passwords, "hash", _observing(pg_api, pg_url, seen, passwords.hash))
@@ -212,8 +258,9 @@ def test_passwords_are_hashed_and_checked_with_no_connection_and_no_lock_held(
 
 
 def test_failures_elsewhere_slow_the_owner_down_a_capped_amount_holding_no_connection(
-    pg_api: Any, monkeypatch: pytest.MonkeyPatch
+    quiet_pool: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pg_api = quiet_pool
     pg_api.register("sprayed@example.com")
     pauses: list[tuple[float, int]] = []
 

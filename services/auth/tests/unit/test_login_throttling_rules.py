@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from auth.client_address import client_address
-from auth.domain import LoginPolicy
+from auth.domain import Admission, LoginPolicy, PairAttempt
 from auth.passwords import HashingBusy, HashingQueue
 
 pytestmark = pytest.mark.unit
@@ -49,6 +49,46 @@ def test_the_limit_is_the_policys() -> None:
     strict = LoginPolicy(max_failures=2, window=timedelta(minutes=1))
     assert strict.retry_after(_ago(0.5), now=NOW) is None
     assert strict.retry_after(_ago(0.5, 0.25), now=NOW) == 30
+
+
+# Admission of a pair's attempt: failures, and checks still running
+
+
+def _failed(*minutes: float) -> list[PairAttempt]:
+    return [PairAttempt(at, checking=False) for at in _ago(*minutes)]
+
+
+def _checking(*seconds: float) -> list[PairAttempt]:
+    return [PairAttempt(NOW - timedelta(seconds=s), checking=True) for s in seconds]
+
+
+def test_a_pair_with_tries_left_is_admitted() -> None:
+    assert POLICY.admit([], now=NOW).admitted
+    assert POLICY.admit(_failed(1, 2) + _checking(0.1, 0.2), now=NOW).admitted
+
+
+def test_a_pair_with_five_failures_is_refused_until_the_window_lets_it_in() -> None:
+    assert POLICY.admit(_failed(10, 8, 6, 4, 2), now=NOW) == Admission(retry_after=300)
+    assert POLICY.admit(_failed(10, 8, 6, 4, 2) + _checking(0.1), now=NOW) == Admission(retry_after=300)
+
+
+def test_a_pair_whose_remaining_tries_are_all_being_checked_waits_rather_than_being_refused() -> None:
+    # None of them has failed yet: the sixth attempt neither gets a sixth guess nor a 429.
+    assert POLICY.admit(_checking(0.1, 0.1, 0.2, 0.3, 0.4), now=NOW) == Admission(wait=True)
+    assert POLICY.admit(_failed(3, 2, 1) + _checking(0.1, 0.2), now=NOW) == Admission(wait=True)
+
+
+def test_a_check_abandoned_by_a_crash_counts_as_a_failure() -> None:
+    abandoned = _checking(61, 62)
+    assert POLICY.admit(_failed(3, 2, 1) + abandoned, now=NOW).retry_after == 15 * 60 - 3 * 60
+    assert POLICY.check_abandoned(NOW - timedelta(minutes=1), now=NOW)
+    assert not POLICY.check_abandoned(NOW - timedelta(seconds=59), now=NOW)
+
+
+def test_attempts_older_than_the_window_do_not_count_at_all() -> None:
+    assert POLICY.admit(
+        _failed(16, 17, 18) + _failed(1, 2) + [PairAttempt(NOW - timedelta(minutes=20), True)], now=NOW
+    ).admitted
 
 
 # The slowdown earned by failures from other addresses
@@ -118,6 +158,29 @@ def test_what_is_not_an_address_is_kept_but_cut_to_the_column() -> None:
 
 
 # The hashing queue
+
+
+def test_a_caller_may_wait_less_than_the_queue_allows_but_not_more() -> None:
+    hold = Hold()
+
+    async def scenario() -> str:
+        queue = _queue(slots=1, max_waiting=5, max_wait=30)
+        queue.start()
+        try:
+            busy = asyncio.ensure_future(queue.run(hold))
+            await hold.running()
+            with pytest.raises(HashingBusy):
+                await queue.run(lambda: "never", max_wait=0.05)
+            with pytest.raises(HashingBusy):
+                await queue.run(lambda: "never", max_wait=-1)  # a budget already spent
+            hold.release.set()
+            await busy
+            return await queue.run(lambda: "free slot", max_wait=0)  # no wait needed: no wait refused
+        finally:
+            hold.release.set()
+            queue.stop()
+
+    assert asyncio.run(scenario()) == "free slot"
 
 
 def _queue(slots: int = 2, max_waiting: int = 10, max_wait: float = 30.0) -> HashingQueue:
