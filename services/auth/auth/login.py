@@ -11,8 +11,9 @@ A login is short steps, never one long one:
 3. One short transaction records the outcome: `record_failure`, or `record_success` (the pair's failures
    go, a refresh token is stored). A check the queue refused is withdrawn (`withdraw_check`): nothing
    was checked, so nothing counts.
-Waiting for the pair and for a hashing slot share one budget (password_hash_max_wait): past it, 503
-with Retry-After, never a hang.
+A login takes its place in the hashing line on arrival (HashingQueue.ticket): the line is bounded, and
+all its waiting, for the pair's turn as for a hashing slot, fits in one budget (password_hash_max_wait)
+from arrival; past either, 503 with Retry-After, never a hang.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from auth.domain import Admission, LoginPolicy, PairAttempt, canonical_email
 from auth.models import LoginFailure, User
-from auth.passwords import HashingBusy
+from auth.passwords import HashingBusy, Ticket
 from auth.service import IssuedTokens, Security, hashing_busy, issue_tokens
 from shopkit.db import UnitOfWork
 from shopkit.problems import TooManyRequests, Unauthenticated
@@ -59,19 +59,21 @@ class Check:
 async def login(uow: UnitOfWork, security: Security, *, email: str, password: str, address: str) -> IssuedTokens:
     """`address` as auth.client_address.client_address decided it."""
     email = canonical_email(email)
-    hashing = security.hashing
-    if hashing.saturated:  # shed before any database work: the answer would be 503 anyway
-        raise hashing_busy(hashing.retry_after)
-    deadline = time.monotonic() + hashing.max_wait
-    check = await _admitted(uow, security, email=email, address=address, deadline=deadline)
-    if check.slowdown:
-        await slow_down(check.slowdown)
     try:
-        remaining = deadline + check.slowdown - time.monotonic()
-        matches = await hashing.run(security.passwords.verify, check.password_hash, password, max_wait=remaining)
+        # In line from arrival: the line bounds the database work before the hashes, and the ticket's
+        # deadline the whole wait, for the pair's turn as for a hashing slot.
+        ticket = security.hashing.ticket()
     except HashingBusy as busy:
-        await run_in_threadpool(withdraw_check, uow, check)
         raise hashing_busy(busy.retry_after) from None
+    with ticket:
+        check = await _admitted(uow, security, email=email, address=address, ticket=ticket)
+        if check.slowdown:
+            await slow_down(check.slowdown)
+        try:
+            matches = await ticket.run(security.passwords.verify, check.password_hash, password)
+        except HashingBusy as busy:
+            await run_in_threadpool(withdraw_check, uow, check)
+            raise hashing_busy(busy.retry_after) from None
     if not matches or check.password_hash is None:
         await run_in_threadpool(record_failure, uow, check, now=security.clock())
         log.info("login failed", extra={"email": email, "client_address": address})
@@ -85,7 +87,7 @@ async def slow_down(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def _admitted(uow: UnitOfWork, security: Security, *, email: str, address: str, deadline: float) -> Check:
+async def _admitted(uow: UnitOfWork, security: Security, *, email: str, address: str, ticket: Ticket) -> Check:
     while True:
         begun = await run_in_threadpool(
             begin_check, uow, security.policy, email=email, address=address, now=security.clock()
@@ -95,7 +97,7 @@ async def _admitted(uow: UnitOfWork, security: Security, *, email: str, address:
         if begun.retry_after is not None:
             raise TooManyRequests(LOCKED, headers={"Retry-After": str(begun.retry_after)})
         # Every try the pair has left is being checked right now; one of them ends within about a hash.
-        if time.monotonic() + PAIR_POLL_INTERVAL > deadline:
+        if ticket.expired:
             raise hashing_busy(security.hashing.retry_after)
         await asyncio.sleep(PAIR_POLL_INTERVAL)
 

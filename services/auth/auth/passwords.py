@@ -7,6 +7,7 @@ import asyncio
 import ctypes
 import math
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -76,9 +77,11 @@ class HashingQueue:
 
     Hashing is CPU- and memory-bound: more at once than there are cores only queues inside argon2 and
     multiplies memory (each hash holds `memory_cost` of RAM), so the slots also bound the process's peak
-    memory. A request waiting for a slot is a suspended coroutine: it holds no thread and no database
-    connection, so a burst of logins cannot starve the other routes. At most `max_waiting` wait, and
-    none longer than `max_wait` seconds; beyond either, HashingBusy at once, never an unbounded queue."""
+    memory. A request in line is a suspended coroutine: it holds no thread and no database connection
+    while it waits, so a burst of logins cannot starve the other routes. A request takes its place in line
+    (`ticket`) when it arrives, before the database work that precedes its hash, so that the line bounds
+    that work too: at most `max_waiting` in line, none for longer than `max_wait` seconds from its
+    arrival; beyond either, HashingBusy at once, never an unbounded queue."""
 
     def __init__(self, *, slots: int, max_waiting: int, max_wait: float) -> None:
         if slots < 1:
@@ -106,23 +109,63 @@ class HashingQueue:
     def saturated(self) -> bool:
         return self.waiting >= self.max_waiting
 
-    async def run(self, work: Callable[..., T], *args: object, max_wait: float | None = None) -> T:
-        """`work(*args)` on a hashing thread once a slot is free; HashingBusy when none frees within
-        `max_wait` seconds (at most the queue's own bound; a caller passes what its budget has left)."""
+    def ticket(self) -> Ticket:
+        """A place in line from now, for one hash within `max_wait` seconds (HashingBusy when full)."""
         if self._slots is None or self._threads is None:
             raise RuntimeError("the hashing queue is not started (the app's lifespan starts it)")
-        slots, threads = self._slots, self._threads
         if self.saturated:
             raise HashingBusy(self.retry_after)
-        self.waiting += 1
+        return Ticket(self, self._slots, self._threads)
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        """`work(*args)` on a hashing thread once a slot is free (HashingBusy when none frees in time)."""
+        with self.ticket() as ticket:
+            return await ticket.run(work, *args)
+
+
+class Ticket:
+    """A place in a HashingQueue's line, taken at `deadline - max_wait`, given up at the first of: a slot
+    for its hash, its deadline, or leaving the `with` block."""
+
+    def __init__(self, queue: HashingQueue, slots: asyncio.Semaphore, threads: ThreadPoolExecutor) -> None:
+        self._queue = queue
+        self._slots = slots
+        self._threads = threads
+        self.deadline = time.monotonic() + queue.max_wait
+        self._in_line = True
+        queue.waiting += 1
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._leave_line()
+
+    def _leave_line(self) -> None:
+        if self._in_line:
+            self._in_line = False
+            self._queue.waiting -= 1
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        if not self._in_line:
+            raise RuntimeError("a ticket is good for one hash")
         try:
-            async with asyncio.timeout(self.max_wait if max_wait is None else min(max_wait, self.max_wait)):
-                await slots.acquire()
+            async with asyncio.timeout_at(_loop_time(self.deadline)):
+                await self._slots.acquire()
         except TimeoutError:
-            raise HashingBusy(self.retry_after) from None
+            raise HashingBusy(self._queue.retry_after) from None
         finally:
-            self.waiting -= 1
+            self._leave_line()
         try:
-            return await asyncio.get_running_loop().run_in_executor(threads, work, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
         finally:
-            slots.release()
+            self._slots.release()
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    """The event loop's clock reading for a time.monotonic() deadline (the two clocks may differ)."""
+    return asyncio.get_running_loop().time() + (monotonic_deadline - time.monotonic())

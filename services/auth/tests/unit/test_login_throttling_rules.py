@@ -160,22 +160,34 @@ def test_what_is_not_an_address_is_kept_but_cut_to_the_column() -> None:
 # The hashing queue
 
 
-def test_a_caller_may_wait_less_than_the_queue_allows_but_not_more() -> None:
+def test_a_place_in_line_counts_from_arrival_and_its_wait_from_then() -> None:
     hold = Hold()
 
     async def scenario() -> str:
-        queue = _queue(slots=1, max_waiting=5, max_wait=30)
+        queue = _queue(slots=1, max_waiting=1, max_wait=0.1)
         queue.start()
         try:
             busy = asyncio.ensure_future(queue.run(hold))
             await hold.running()
-            with pytest.raises(HashingBusy):
-                await queue.run(lambda: "never", max_wait=0.05)
-            with pytest.raises(HashingBusy):
-                await queue.run(lambda: "never", max_wait=-1)  # a budget already spent
+            with queue.ticket() as early:
+                # Taken on arrival, before any hashing is asked for: the line is full already.
+                assert queue.saturated
+                with pytest.raises(HashingBusy):
+                    queue.ticket()
+                await asyncio.sleep(0.15)  # the request's own work, past its whole budget
+                assert early.expired
+                with pytest.raises(HashingBusy):
+                    await early.run(lambda: "never")
+            assert queue.waiting == 0
             hold.release.set()
             await busy
-            return await queue.run(lambda: "free slot", max_wait=0)  # no wait needed: no wait refused
+            with queue.ticket() as late:
+                await asyncio.sleep(0.15)
+                # Expired, but a free slot needs no waiting: nothing to refuse.
+                result = await late.run(lambda: "free slot")
+                with pytest.raises(RuntimeError, match="one hash"):
+                    await late.run(lambda: "twice")
+            return str(result)
         finally:
             hold.release.set()
             queue.stop()
