@@ -31,12 +31,14 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
     settings = settings or AuthSettings()
     return_hash_memory_promptly()
     runtime = ServiceRuntime("auth", settings, migrations=MIGRATIONS, transport=transport)
+    passwords = Passwords()
     security = Security(
-        passwords=Passwords(),
+        passwords=passwords,
         hashing=HashingQueue(
             slots=settings.password_hash_concurrency,
             max_waiting=settings.password_hash_queue,
             max_wait=settings.password_hash_max_wait,
+            seconds_per_hash=passwords.seconds_per_hash,
         ),
         tokens=TokenIssuer(
             runtime.verifier.keys,

@@ -46,9 +46,12 @@ class Passwords:
 
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher or DEFAULT_HASHER
+        started = time.monotonic()
         # Checked when the email is unknown, so a miss costs the same argon2 work as a wrong password
         # and the answer time does not tell which emails have accounts.
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+        # What one hash took here and now: a HashingQueue's first estimate.
+        self.seconds_per_hash = time.monotonic() - started
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -81,14 +84,21 @@ class HashingQueue:
     while it waits, so a burst of logins cannot starve the other routes. A request takes its place in line
     (`ticket`) when it arrives, before the database work that precedes its hash, so that the line bounds
     that work too: at most `max_waiting` in line, none for longer than `max_wait` seconds from its
-    arrival; beyond either, HashingBusy at once, never an unbounded queue."""
+    arrival; beyond either, HashingBusy, never an unbounded queue.
 
-    def __init__(self, *, slots: int, max_waiting: int, max_wait: float) -> None:
+    The line is also refused to a request that could not be served in time anyway: hashes are timed as
+    they run (`seconds_per_hash`, a moving average of wall time), and a newcomer whose expected wait
+    exceeds `max_wait` is told at once. On a machine short of CPU, where each hash takes several times
+    longer, the line shortens with it, instead of filling with requests that would only do their
+    database work, wait out the whole budget and be refused after all."""
+
+    def __init__(self, *, slots: int, max_waiting: int, max_wait: float, seconds_per_hash: float = 0.0) -> None:
         if slots < 1:
             raise ValueError("password hashing needs at least one slot")
         self.slots = slots
         self.max_waiting = max_waiting
         self.max_wait = max_wait
+        self.seconds_per_hash = seconds_per_hash
         self.waiting = 0
         # What a refused caller is told: by then the queue has moved on by at least one full wait.
         self.retry_after = max(1, math.ceil(max_wait))
@@ -106,8 +116,19 @@ class HashingQueue:
         self._slots = self._threads = None
 
     @property
+    def expected_wait(self) -> float:
+        """Seconds a newcomer would wait for a slot: none while one is free, else until the hashes
+        running and those of the line ahead of it are done, `slots` at a time."""
+        if self._slots is None or not self._slots.locked():
+            return 0.0
+        return (self.waiting + 1) * self.seconds_per_hash / self.slots
+
+    @property
     def saturated(self) -> bool:
-        return self.waiting >= self.max_waiting
+        return self.waiting >= self.max_waiting or self.expected_wait > self.max_wait
+
+    def observe(self, seconds: float) -> None:
+        self.seconds_per_hash = seconds if not self.seconds_per_hash else 0.8 * self.seconds_per_hash + 0.2 * seconds
 
     def ticket(self) -> Ticket:
         """A place in line from now, for one hash within `max_wait` seconds (HashingBusy when full)."""
@@ -160,10 +181,12 @@ class Ticket:
             raise HashingBusy(self._queue.retry_after) from None
         finally:
             self._leave_line()
+        started = time.monotonic()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
         finally:
             self._slots.release()
+            self._queue.observe(time.monotonic() - started)
 
 
 def _loop_time(monotonic_deadline: float) -> float:

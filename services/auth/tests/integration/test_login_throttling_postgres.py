@@ -321,9 +321,11 @@ def test_saturated_hashing_answers_503_with_retry_after_at_once_and_counts_nothi
         with ThreadPoolExecutor(max_workers=2) as pool:
             holder = pool.submit(api.login, "queued@example.com", OWNER)
             assert held.started.wait(30)
+            # As if no hash had been timed yet: only the line's length and the wait bound refuse.
+            queue.seconds_per_hash = 0.0
             waiter = pool.submit(api.login, "queued@example.com", "203.0.113.20", WRONG)
             _wait_until(lambda: queue.waiting == 1)
-            # The one place in the queue is taken: refused at once.
+            # The one place in the line is taken: refused at once.
             refused = api.login("queued@example.com", "203.0.113.30", WRONG)
             assert refused.status_code == 503
             assert refused.headers["content-type"] == "application/problem+json"
@@ -331,10 +333,18 @@ def test_saturated_hashing_answers_503_with_retry_after_at_once_and_counts_nothi
             # The waiter gives up after the wait bound.
             waited = waiter.result(timeout=30)
             assert (waited.status_code, waited.headers["Retry-After"]) == (503, "1")
+            # With hashes this slow, the place in line is refused to a login that could not get a slot
+            # within the bound, at once.
+            queue.seconds_per_hash = 10.0
+            hopeless = api.login("queued@example.com", "203.0.113.40", WRONG)
+            assert (hopeless.status_code, hopeless.headers["Retry-After"]) == (503, "1")
             # Meanwhile every other auth route answers.
             assert client.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
             held.release.set()
             assert holder.result(timeout=30).status_code == 200
+        # However slow hashes have been, a free slot takes a login in.
+        assert queue.seconds_per_hash >= 10.0 * 0.8
+        assert api.login("queued@example.com", "203.0.113.50").status_code == 200
         # Logins that were never checked do not count against their pairs.
         with client.app.state.runtime.db.unit_of_work() as uow:  # type: ignore[attr-defined]
             assert uow.session.scalar(select(func.count()).select_from(LoginFailure)) == 0

@@ -292,6 +292,48 @@ def test_a_wait_longer_than_the_bound_is_refused_and_frees_its_place() -> None:
     assert asyncio.run(scenario()) == (1, 0)
 
 
+def test_the_line_is_refused_to_whoever_could_not_be_served_within_the_wait_bound() -> None:
+    hold = Hold()
+
+    async def scenario() -> None:
+        queue = HashingQueue(slots=1, max_waiting=10, max_wait=1.0, seconds_per_hash=0.4)
+        queue.start()
+        try:
+            assert queue.expected_wait == 0.0  # a free slot: no wait, whatever hashes cost
+            busy = asyncio.ensure_future(queue.run(hold))
+            await hold.running()
+            with queue.ticket(), queue.ticket():  # expected waits 0.4 s and 0.8 s
+                assert queue.expected_wait == pytest.approx(1.2)
+                with pytest.raises(HashingBusy) as refused:
+                    queue.ticket()  # only 2 of 10 places taken, but it would wait past the bound
+                assert refused.value.retry_after == 1
+                for _ in range(20):  # hashes got faster (the machine is less busy now)
+                    queue.observe(0.1)
+                assert queue.seconds_per_hash == pytest.approx(0.1, rel=0.05)
+                with queue.ticket():
+                    pass
+            hold.release.set()
+            await busy
+        finally:
+            hold.release.set()
+            queue.stop()
+
+    asyncio.run(scenario())
+
+
+def test_hashes_are_timed_as_they_run() -> None:
+    async def scenario() -> float:
+        queue = _queue(slots=1)
+        queue.start()
+        try:
+            await queue.run(time.sleep, 0.05)
+            return queue.seconds_per_hash
+        finally:
+            queue.stop()
+
+    assert asyncio.run(scenario()) >= 0.05
+
+
 def test_a_failing_hash_gives_its_slot_back() -> None:
     def broken() -> None:
         raise ValueError("argon2 said no")
