@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from auth import login as login_use_case
 from auth import service
@@ -44,8 +43,8 @@ async def register(
     body: RegisterRequest, uow: UnitOfWork = Depends(get_uow), security: Security = Depends(get_security)
 ) -> UserOut:
     password_hash = await service.hash_new_password(security, body.password)
-    user = await run_in_threadpool(
-        service.register, uow, email=body.email, password_hash=password_hash, full_name=body.full_name
+    user = await service.in_database(
+        security, service.register, uow, email=body.email, password_hash=password_hash, full_name=body.full_name
     )
     return UserOut.model_validate(user)
 

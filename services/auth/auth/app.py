@@ -40,6 +40,9 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
             max_wait=settings.password_hash_max_wait,
             seconds_per_hash=passwords.seconds_per_hash,
         ),
+        # Two short transactions per login, a few milliseconds each, keep up with a hash of ~50 ms per
+        # slot many times over; more at once would only take connections from the other routes.
+        database_turns=asyncio.Semaphore(2 * settings.password_hash_concurrency),
         tokens=TokenIssuer(
             runtime.verifier.keys,
             issuer=settings.jwt_issuer,

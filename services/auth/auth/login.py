@@ -27,12 +27,11 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from auth.domain import Admission, LoginPolicy, PairAttempt, canonical_email
 from auth.models import LoginFailure, User
 from auth.passwords import HashingBusy, Ticket
-from auth.service import IssuedTokens, Security, hashing_busy, issue_tokens
+from auth.service import IssuedTokens, Security, hashing_busy, in_database, issue_tokens
 from shopkit.db import UnitOfWork
 from shopkit.problems import TooManyRequests, Unauthenticated
 
@@ -72,14 +71,14 @@ async def login(uow: UnitOfWork, security: Security, *, email: str, password: st
         try:
             matches = await ticket.run(security.passwords.verify, check.password_hash, password)
         except HashingBusy as busy:
-            await run_in_threadpool(withdraw_check, uow, check)
+            await in_database(security, withdraw_check, uow, check)
             raise hashing_busy(busy.retry_after) from None
     if not matches or check.password_hash is None:
-        await run_in_threadpool(record_failure, uow, check, now=security.clock())
+        await in_database(security, record_failure, uow, check, now=security.clock())
         log.info("login failed", extra={"email": email, "client_address": address})
         raise Unauthenticated(WRONG_CREDENTIALS)
     new_hash = await _rehash(security, check.password_hash, password)
-    return await run_in_threadpool(record_success, uow, security, check, new_hash=new_hash, now=security.clock())
+    return await in_database(security, record_success, uow, security, check, new_hash=new_hash, now=security.clock())
 
 
 async def slow_down(seconds: float) -> None:
@@ -88,18 +87,17 @@ async def slow_down(seconds: float) -> None:
 
 
 async def _admitted(uow: UnitOfWork, security: Security, *, email: str, address: str, ticket: Ticket) -> Check:
-    while True:
-        begun = await run_in_threadpool(
-            begin_check, uow, security.policy, email=email, address=address, now=security.clock()
+    while not ticket.expired:  # its budget may go waiting for the pair, or for a turn at the database
+        begun = await in_database(
+            security, begin_check, uow, security.policy, email=email, address=address, now=security.clock()
         )
         if isinstance(begun, Check):
             return begun
         if begun.retry_after is not None:
             raise TooManyRequests(LOCKED, headers={"Retry-After": str(begun.retry_after)})
         # Every try the pair has left is being checked right now; one of them ends within about a hash.
-        if ticket.expired:
-            raise hashing_busy(security.hashing.retry_after)
         await asyncio.sleep(PAIR_POLL_INTERVAL)
+    raise hashing_busy(security.hashing.retry_after)
 
 
 def begin_check(uow: UnitOfWork, policy: LoginPolicy, *, email: str, address: str, now: datetime) -> Check | Admission:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from auth.domain import LoginPolicy, as_utc, check_new_password, valid_email
 from auth.models import LoginFailure, RefreshToken, User
@@ -41,6 +43,8 @@ class Security:
     tokens: TokenIssuer
     refresh_ttl: timedelta
     policy: LoginPolicy
+    # Logins and registrations doing database work at once (see in_database).
+    database_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     clock: Callable[[], datetime] = field(default=_now)
 
 
@@ -49,6 +53,17 @@ class IssuedTokens:
     access_token: str
     refresh_token: str
     expires_in: int
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def in_database(security: Security, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`work` (a short transaction of a login or a registration) in the threadpool, a few at a time: a
+    burst of them leaves the threads and connections of the pool to every other request."""
+    async with security.database_turns:
+        return await run_in_threadpool(work, *args, **kwargs)
 
 
 def hashing_busy(retry_after: int) -> ServiceUnavailable:

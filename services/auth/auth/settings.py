@@ -24,11 +24,13 @@ class AuthSettings(KitSettings):
     login_slowdown_step: float = 0.05
     login_slowdown_max: float = 1.0
     # Password hashes computed at once (each holds argon2's 19 MiB: this bounds peak memory too), how
-    # many requests may wait for one, and for how long (seconds) before they are told 503 + Retry-After.
-    # Keep max_wait + a hash + login_slowdown_max under the gateway's upstream_timeout.
+    # many logins and registrations may wait in line for one, and for how long (seconds, from arrival)
+    # before they are told 503 + Retry-After. A hash takes ~50 ms, so a second of line serves ~40 logins
+    # on two slots; the rest of the gateway's upstream_timeout (5 s) is left for the hash, the database
+    # and a machine short of CPU.
     password_hash_concurrency: int = 2
-    password_hash_queue: int = 64
-    password_hash_max_wait: float = 2.0
+    password_hash_queue: int = 32
+    password_hash_max_wait: float = 1.0
     prune_interval: float = 3600  # seconds between sweeps of expired refresh tokens and old failures
 
     def production_problems(self) -> list[str]:

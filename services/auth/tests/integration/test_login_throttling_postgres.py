@@ -283,6 +283,39 @@ def test_failures_elsewhere_slow_the_owner_down_a_capped_amount_holding_no_conne
     assert max(seconds for seconds, _ in pauses) == pauses[-1][0] == 1.0
 
 
+def test_a_burst_of_logins_takes_only_a_few_of_the_pools_threads_and_connections(
+    pg_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg_api.register("crowd@example.com")
+    turns = 2 * pg_api.settings.password_hash_concurrency
+    inside = 0
+    most = 0
+    lock = threading.Lock()
+    original = login_module.begin_check
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        try:
+            time.sleep(0.02)  # long enough for the others to pile up, were they let in
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(login_module, "begin_check", counted)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(
+            pool.map(
+                lambda n: _login(pg_api, "crowd@example.com", pg_api.password, f"192.0.2.{n}").status_code, range(16)
+            )
+        )
+    assert statuses == [200] * 16
+    assert 1 <= most <= turns
+
+
 class HeldHash:
     """Wraps a Passwords method so that its first call blocks until the test releases it."""
 
