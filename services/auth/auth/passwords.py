@@ -168,8 +168,13 @@ class Ticket:
             self._queue.waiting -= 1
 
     @property
+    def remaining(self) -> float:
+        """Seconds left of its budget (zero or less: spent)."""
+        return self.deadline - time.monotonic()
+
+    @property
     def expired(self) -> bool:
-        return time.monotonic() >= self.deadline
+        return self.remaining <= 0
 
     async def run(self, work: Callable[..., T], *args: object) -> T:
         if not self._in_line:

@@ -43,7 +43,7 @@ class Security:
     tokens: TokenIssuer
     refresh_ttl: timedelta
     policy: LoginPolicy
-    # Logins and registrations doing database work at once (see in_database).
+    # Logins and registrations starting their database work at once (see in_database).
     database_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     clock: Callable[[], datetime] = field(default=_now)
 
@@ -61,7 +61,8 @@ T = TypeVar("T")
 
 async def in_database(security: Security, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """`work` (a short transaction of a login or a registration) in the threadpool, a few at a time: a
-    burst of them leaves the threads and connections of the pool to every other request."""
+    burst of them leaves the threads and connections of the pool to every other request. (A login's
+    last transaction, after its hash, goes straight to the pool: hashing already paces those.)"""
     async with security.database_turns:
         return await run_in_threadpool(work, *args, **kwargs)
 
