@@ -5,7 +5,9 @@ A login is short steps, never one long one:
 1. `begin_check`, one short transaction: refuse a locked pair (429); otherwise write the attempt down as
    being checked, which holds one of the pair's remaining tries, and read the stored hash. Attempts of
    one pair take turns here (and only here), so no burst of parallel guesses slips past the count; an
-   attempt finding all of the pair's tries held asks again shortly, holding nothing meanwhile.
+   attempt finding all of the pair's tries held asks again shortly, holding nothing meanwhile. (An
+   attacker hammering a locked pair queues only behind its own attempts: the owner, from another
+   address, is another pair; from the same address the pair is locked for the owner too.)
 2. Outside any transaction, holding no connection, lock or thread: wait out the slowdown that failures
    from other addresses earned, then verify the hash in the bounded HashingQueue.
 3. One short transaction records the outcome: `record_failure`, or `record_success` (the pair's failures
@@ -25,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -115,27 +117,23 @@ def begin_check(uow: UnitOfWork, policy: LoginPolicy, *, email: str, address: st
     """Step 1, one short transaction: the check, committed as holding one of the pair's tries; or, when
     the pair may not be checked now, why not (and nothing written)."""
     session = uow.session
-    # Read once without the lock: a locked-out pair, an attacker hammering away, is refused without
-    # queueing on the lock that its own attempts (and the owner's, from that address) take.
+    _take_the_pairs_turn(session, email, address)
     admission = policy.admit(_pair_attempts(session, policy, email, address, now), now=now)
-    if admission.admitted:
-        _serialise_attempts_of(session, email, address)
-        admission = policy.admit(_pair_attempts(session, policy, email, address, now), now=now)
     if not admission.admitted:
         uow.rollback()
         return admission
-    elsewhere = _failures_elsewhere(session, policy, email, address, now)
-    user = session.execute(select(User.id, User.password_hash).where(User.email == email)).one_or_none()
+    elsewhere, user_id, password_hash = _account(session, policy, email, address, now)
     check_id = uuid.uuid4()
-    _no_wait_for_the_disk(session)
-    session.add(LoginFailure(id=check_id, email=email, client_address=address, failed_at=now, checking=True))
+    session.execute(
+        insert(LoginFailure).values(id=check_id, email=email, client_address=address, failed_at=now, checking=True)
+    )
     uow.commit()
     return Check(
         id=check_id,
         email=email,
         address=address,
-        user_id=user.id if user else None,
-        password_hash=user.password_hash if user else None,
+        user_id=user_id,
+        password_hash=password_hash,
         slowdown=policy.slowdown(elsewhere),
     )
 
@@ -193,9 +191,12 @@ def _pair_attempts(session: Session, policy: LoginPolicy, email: str, address: s
     return [PairAttempt(at, checking) for at, checking in rows]
 
 
-def _failures_elsewhere(session: Session, policy: LoginPolicy, email: str, address: str, now: datetime) -> int:
-    # Counted only as far as the slowdown still grows: a sprayed account's rows are not all read.
-    recent = (
+def _account(
+    session: Session, policy: LoginPolicy, email: str, address: str, now: datetime
+) -> tuple[int, uuid.UUID | None, str | None]:
+    """In one round trip: the account's failures from other addresses (counted only as far as the
+    slowdown still grows: a sprayed account's rows are not all read), its user id and password hash."""
+    elsewhere = (
         select(LoginFailure.id)
         .where(
             LoginFailure.email == email,
@@ -206,17 +207,29 @@ def _failures_elsewhere(session: Session, policy: LoginPolicy, email: str, addre
         .limit(policy.slowdown_saturates_at)
         .subquery()
     )
-    return int(session.scalar(select(func.count()).select_from(recent)) or 0)
+    row = session.execute(
+        select(
+            select(func.count()).select_from(elsewhere).scalar_subquery(),
+            select(User.id).where(User.email == email).scalar_subquery(),
+            select(User.password_hash).where(User.email == email).scalar_subquery(),
+        )
+    ).one()
+    return int(row[0] or 0), row[1], row[2]
 
 
-def _serialise_attempts_of(session: Session, email: str, address: str) -> None:
+def _take_the_pairs_turn(session: Session, email: str, address: str) -> None:
     """Attempts of one pair take turns through step 1, across replicas, so each reads every check begun
     before it. PostgreSQL: a transaction-scoped advisory lock, held for a few statements and never
-    across a hash. SQLite serialises every writing transaction already (BEGIN IMMEDIATE)."""
+    across a hash (and, in the same round trip, see _no_wait_for_the_disk). SQLite serialises every
+    writing transaction already (BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
         digest = hashlib.sha256(f"login:{email}\x00{address}".encode()).digest()
         key = int.from_bytes(digest[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        session.execute(text(f"SELECT pg_advisory_xact_lock(:key), {_NO_FLUSH_WAIT}"), {"key": key})
+
+
+# The function form of SET LOCAL synchronous_commit TO OFF, so that it can share a round trip.
+_NO_FLUSH_WAIT = "set_config('synchronous_commit', 'off', true)"
 
 
 def _no_wait_for_the_disk(session: Session) -> None:
@@ -225,7 +238,7 @@ def _no_wait_for_the_disk(session: Session) -> None:
     write load takes tens of milliseconds. A database crash may forget its last fraction of a second of
     failures; it never leaves them inconsistent. Issued tokens (record_success) do wait."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        session.execute(text(f"SELECT {_NO_FLUSH_WAIT}"))
 
 
 async def _rehash(security: Security, stored_hash: str, password: str) -> str | None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import math
+import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -108,7 +110,9 @@ class HashingQueue:
     def start(self) -> None:
         """Bind to the running event loop (the app's lifespan calls this)."""
         self._slots = asyncio.Semaphore(self.slots)
-        self._threads = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="auth-argon2")
+        self._threads = ThreadPoolExecutor(
+            max_workers=self.slots, thread_name_prefix="auth-argon2", initializer=_yield_cpu_to_requests
+        )
 
     def stop(self) -> None:
         if self._threads is not None:
@@ -192,6 +196,21 @@ class Ticket:
         finally:
             self._slots.release()
             self._queue.observe(time.monotonic() - started)
+
+
+# Linux niceness of the hashing threads (0 is the process's own; 19 the lowest).
+HASHING_NICENESS = 5
+
+
+def _yield_cpu_to_requests() -> None:
+    """Run this hashing thread at a lower priority than the rest of the process: when CPU is short, the
+    event loop and the database threads (every other request, and the answers that shed logins) run
+    first, and hashing slows down instead. The queue times hashes, so a slower hash shortens the line;
+    with CPU to spare the niceness changes nothing. On Linux a thread has its own niceness."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 def _loop_time(monotonic_deadline: float) -> float:
