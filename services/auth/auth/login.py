@@ -9,7 +9,8 @@ A login is short steps, never one long one:
    attacker hammering a locked pair queues only behind its own attempts: the owner, from another
    address, is another pair; from the same address the pair is locked for the owner too.)
 2. Outside any transaction, holding no connection, lock or thread: wait out the slowdown that failures
-   from other addresses earned, then verify the hash in the bounded HashingQueue.
+   from other addresses earned (out of the hashing line too), then verify the hash in the bounded
+   HashingQueue.
 3. One short transaction records the outcome: `record_failure`, or `record_success` (the pair's failures
    go, a refresh token is stored). A check the queue refused is withdrawn (`withdraw_check`): nothing
    was checked, so nothing counts.
@@ -69,9 +70,9 @@ async def login(uow: UnitOfWork, security: Security, *, email: str, password: st
         raise hashing_busy(busy.retry_after) from None
     with ticket:
         check = await _admitted(uow, security, email=email, address=address, ticket=ticket)
-        if check.slowdown:
-            await slow_down(check.slowdown)
         try:
+            if check.slowdown:
+                await ticket.step_aside(slow_down(check.slowdown))
             matches = await ticket.run(security.passwords.verify, check.password_hash, password)
         except HashingBusy as busy:
             await in_database(security, withdraw_check, uow, check)
@@ -85,7 +86,9 @@ async def login(uow: UnitOfWork, security: Security, *, email: str, password: st
 
 
 async def slow_down(seconds: float) -> None:
-    """Awaited in the event loop: a slowed-down login holds no thread and no connection meanwhile."""
+    """Awaited in the event loop, out of the hashing line: a slowed-down login holds no thread, no
+    connection and no place in line meanwhile (else a guesser spread over many addresses would fill the
+    line that every account's logins share, just by being slowed down)."""
     await asyncio.sleep(seconds)
 
 

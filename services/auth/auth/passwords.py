@@ -10,7 +10,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -70,7 +70,7 @@ class Passwords:
 
 
 class HashingBusy(Exception):
-    """More hashing is waiting than the queue accepts, or the wait took too long."""
+    """The line is full, a slot would not free in time, or it did not: come back after `retry_after`."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"password hashing is saturated; retry after {retry_after}s")
@@ -179,6 +179,19 @@ class Ticket:
     @property
     def expired(self) -> bool:
         return self.remaining <= 0
+
+    async def step_aside(self, pause: Awaitable[None]) -> None:
+        """Give up the place in line while `pause` runs, then take one again at the back (HashingBusy if
+        the line is full by then), its budget not counting the pause: a login being slowed down holds
+        no place in the line that every login shares."""
+        self._leave_line()
+        started = time.monotonic()
+        await pause
+        if self._queue.saturated:
+            raise HashingBusy(self._queue.retry_after)
+        self.deadline += time.monotonic() - started
+        self._in_line = True
+        self._queue.waiting += 1
 
     async def run(self, work: Callable[..., T], *args: object) -> T:
         if not self._in_line:

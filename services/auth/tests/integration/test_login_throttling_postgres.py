@@ -263,9 +263,12 @@ def test_failures_elsewhere_slow_the_owner_down_a_capped_amount_holding_no_conne
     pg_api = quiet_pool
     pg_api.register("sprayed@example.com")
     pauses: list[tuple[float, int]] = []
+    in_line: list[int] = []
+    queue = _security(pg_api).hashing
 
     async def recorded(seconds: float) -> None:
         pauses.append((seconds, pg_api.runtime.db.engine.pool.checkedout()))
+        in_line.append(queue.waiting)
 
     monkeypatch.setattr(login_module, "slow_down", recorded)
     for n in range(7):  # one guess each from seven addresses: none of them is locked
@@ -275,6 +278,7 @@ def test_failures_elsewhere_slow_the_owner_down_a_capped_amount_holding_no_conne
 
     assert _login(pg_api, "sprayed@example.com", pg_api.password, OWNER).status_code == 200
     assert pauses == [(0.2, 0)]  # seven failures elsewhere; no connection held while it waits
+    assert set(in_line) == {0}  # ... and no place in the hashing line
     pauses.clear()
 
     for n in range(30):

@@ -334,6 +334,39 @@ def test_hashes_are_timed_as_they_run() -> None:
     assert asyncio.run(scenario()) >= 0.05
 
 
+def test_a_ticket_stepping_aside_frees_its_place_and_keeps_its_budget() -> None:
+    async def scenario() -> list[object]:
+        queue = _queue(slots=1, max_waiting=1, max_wait=0.2)
+        queue.start()
+        try:
+            seen: list[object] = []
+            with queue.ticket() as ticket:
+
+                async def pause() -> None:
+                    seen.append(queue.waiting)
+                    with queue.ticket():  # its place is free for another meanwhile
+                        seen.append(queue.waiting)
+                    await asyncio.sleep(0.3)  # longer than the whole budget
+
+                await ticket.step_aside(pause())
+                seen.append(queue.waiting)
+                seen.append(await ticket.run(lambda: "hashed after the pause"))
+            with queue.ticket() as ticket:
+
+                async def crowded() -> None:
+                    queue.waiting += 1  # the line filled up meanwhile
+
+                with pytest.raises(HashingBusy):
+                    await ticket.step_aside(crowded())
+                queue.waiting -= 1
+            seen.append(queue.waiting)
+            return seen
+        finally:
+            queue.stop()
+
+    assert asyncio.run(scenario()) == [0, 1, 1, "hashed after the pause", 0]
+
+
 def test_a_failing_hash_gives_its_slot_back() -> None:
     def broken() -> None:
         raise ValueError("argon2 said no")
