@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from auth import login as login_module
 from auth.app import create_app
 from auth.models import LoginFailure
+from auth.passwords import Passwords
 from auth.service import Security
 from shopkit.testing import ServerThread
 
@@ -72,6 +73,14 @@ def clock(pg_api: Any) -> Clock:
     clock = Clock()
     _replace_security(pg_api, clock=clock)
     return clock
+
+
+@pytest.fixture
+def cheap_hashes(pg_api: Any) -> Any:
+    """pg_api hashing with cheap argon2 parameters, for tests that log in dozens of times to see what the
+    throttle does, not what a hash costs."""
+    _replace_security(pg_api, passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)))
+    return pg_api
 
 
 @pytest.fixture
@@ -258,7 +267,7 @@ def test_passwords_are_hashed_and_checked_with_no_connection_and_no_lock_held(
 
 
 def test_failures_elsewhere_slow_the_owner_down_a_capped_amount_holding_no_connection(
-    quiet_pool: Any, monkeypatch: pytest.MonkeyPatch
+    quiet_pool: Any, cheap_hashes: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pg_api = quiet_pool
     pg_api.register("sprayed@example.com")
@@ -288,8 +297,9 @@ def test_failures_elsewhere_slow_the_owner_down_a_capped_amount_holding_no_conne
 
 
 def test_a_burst_of_logins_takes_only_a_few_of_the_pools_threads_and_connections(
-    pg_api: Any, monkeypatch: pytest.MonkeyPatch
+    cheap_hashes: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    pg_api = cheap_hashes
     pg_api.register("crowd@example.com")
     turns = 2 * pg_api.settings.password_hash_concurrency
     inside = 0
