@@ -36,8 +36,8 @@ from auth.domain import Admission, LoginPolicy, PairAttempt, canonical_email
 from auth.models import LoginFailure, User
 from auth.passwords import HashingBusy, Ticket
 from auth.service import IssuedTokens, Security, hashing_busy, in_database, issue_tokens
-from shopkit.db import UnitOfWork
 from shopkit.problems import TooManyRequests, Unauthenticated
+from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("auth.login")
 

@@ -18,7 +18,7 @@ from shopkit.settings import KitSettings
 
 pytestmark = pytest.mark.integration
 
-BEFORE_CLIENT_ADDRESSES = "fece0833f2a7"
+BEFORE_CLIENT_ADDRESSES = "22b09621491e"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

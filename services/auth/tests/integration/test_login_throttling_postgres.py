@@ -44,7 +44,7 @@ def _failures(api: Any, email: str, address: str | None = None) -> int:
     query = select(func.count()).select_from(LoginFailure).where(LoginFailure.email == email)
     if address is not None:
         query = query.where(LoginFailure.client_address == address)
-    with api.runtime.db.unit_of_work() as uow:
+    with api.runtime.uow() as uow:
         return int(uow.session.scalar(query) or 0)
 
 
@@ -188,7 +188,7 @@ def test_concurrent_right_logins_of_one_pair_all_get_in(pg_api: Any, make_settin
 
 def test_checks_cut_short_by_a_crash_count_as_failures(pg_api: Any, clock: Clock) -> None:
     pg_api.register("crashed@example.com")
-    with pg_api.runtime.db.unit_of_work() as uow:  # five checks begun by a replica that then died
+    with pg_api.runtime.uow() as uow:  # five checks begun by a replica that then died
         for _ in range(5):
             uow.session.add(
                 LoginFailure(
@@ -393,7 +393,7 @@ def test_saturated_hashing_answers_503_with_retry_after_at_once_and_counts_nothi
         assert queue.seconds_per_hash >= 10.0 * 0.8
         assert api.login("queued@example.com", "203.0.113.50").status_code == 200
         # Logins that were never checked do not count against their pairs.
-        with client.app.state.runtime.db.unit_of_work() as uow:  # type: ignore[attr-defined]
+        with client.app.state.runtime.uow() as uow:  # type: ignore[attr-defined]
             assert uow.session.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 

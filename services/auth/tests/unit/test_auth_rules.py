@@ -154,10 +154,10 @@ def _production(tmp_path: Path, **overrides: str) -> AuthSettings:
         "database_url": "postgresql://shop@db/shop",
         "amqp_url": "amqp://shop@mq/",
         "db_role_password": "role-secret",
+        "internal_token": "a-long-random-service-to-service-secret-0123",
         "jwt_public_key": keys.public_pem.decode(),
         "jwt_private_key": (keys.private_pem or b"").decode(),
         "admin_password": "a-real-admin-secret",
-        "internal_token": "a-real-internal-token-of-32-characters-or-more",
     }
     values.update(overrides)
     return AuthSettings(_env_file=None, **values)  # type: ignore[arg-type]

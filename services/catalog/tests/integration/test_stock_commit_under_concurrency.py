@@ -18,14 +18,21 @@ from contracts import Envelope
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.outbox import outbox
+from shopkit.uow import unit_of_work
 
 pytestmark = pytest.mark.integration
 
 
 def emitted(db: Database) -> list[dict[str, Any]]:
-    """Every envelope the catalog put in its outbox."""
+    """Every saga answer (StockCommitted, StockRejected) the catalog put in its outbox; the
+    ProductChanged events it emits beside them are checked in test_product_changed.py."""
     with db.engine.connect() as connection:
-        return [row.envelope for row in connection.execute(select(outbox.c.envelope))]
+        return [
+            row.envelope
+            for row in connection.execute(
+                select(outbox.c.envelope).where(outbox.c.event_type.in_(["StockCommitted", "StockRejected"]))
+            )
+        ]
 
 
 def stock_of(db: Database, product_id: uuid.UUID) -> int:
@@ -189,7 +196,7 @@ def test_a_rejected_order_stays_rejected_even_after_a_restock(
     product = seed_product(pg_db, stock=1)
     first = payment_succeeded({product: 2})
     pg_dispatcher.handle(first)
-    with pg_db.unit_of_work() as uow:
+    with unit_of_work(pg_db) as uow:
         uow.session.get(Product, product).stock = 10  # type: ignore[union-attr]
         uow.session.add(
             StockMovement(

@@ -1,7 +1,7 @@
 """login failures per client address, and attempts being checked
 
 Revision ID: 5dad007382b5
-Revises: fece0833f2a7
+Revises: 22b09621491e
 Create Date: 2026-12-01 22:44:37.344179
 """
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ import shopkit.db
 
 
 revision: str = '5dad007382b5'
-down_revision: str | None = 'fece0833f2a7'
+down_revision: str | None = '22b09621491e'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
