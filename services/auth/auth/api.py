@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from auth import login as login_use_case
 from auth import service
+from auth.client_address import client_address
 from auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair, UserOut
 from auth.service import IssuedTokens, Security
 from shopkit.auth import Principal, current_principal
@@ -16,6 +18,7 @@ from shopkit.webapp import get_runtime, get_uow
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+RETRY_LATER: dict[str, Any] = {**PROBLEM, "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
 
 
 def get_security(request: Request) -> Security:
@@ -23,23 +26,38 @@ def get_security(request: Request) -> Security:
     return security
 
 
+def get_client_address(request: Request) -> str:
+    return client_address(request.headers.getlist("x-forwarded-for"), request.client.host if request.client else None)
+
+
 def _pair(issued: IssuedTokens) -> TokenPair:
     return TokenPair(access_token=issued.access_token, refresh_token=issued.refresh_token, expires_in=issued.expires_in)
 
 
-@router.post("/register", status_code=201, response_model=UserOut, responses={409: PROBLEM, 422: PROBLEM})
-def register(
+# Async, as is login: the hash waits for its slot in the event loop, holding neither a thread nor a
+# connection; the database work runs in the threadpool after it.
+@router.post(
+    "/register", status_code=201, response_model=UserOut, responses={409: PROBLEM, 422: PROBLEM, 503: RETRY_LATER}
+)
+async def register(
     body: RegisterRequest, uow: UnitOfWork = Depends(get_uow), security: Security = Depends(get_security)
 ) -> UserOut:
-    user = service.register(uow, security.passwords, email=body.email, password=body.password, full_name=body.full_name)
+    password_hash = await service.hash_new_password(security, body.password)
+    user = await service.in_database(
+        security, service.register, uow, email=body.email, password_hash=password_hash, full_name=body.full_name
+    )
     return UserOut.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair, responses={401: PROBLEM, 429: PROBLEM})
-def login(
-    body: LoginRequest, uow: UnitOfWork = Depends(get_uow), security: Security = Depends(get_security)
+@router.post("/login", response_model=TokenPair, responses={401: PROBLEM, 429: RETRY_LATER, 503: RETRY_LATER})
+async def login(
+    body: LoginRequest,
+    uow: UnitOfWork = Depends(get_uow),
+    security: Security = Depends(get_security),
+    address: str = Depends(get_client_address),
 ) -> TokenPair:
-    return _pair(service.login(uow, security, email=body.email, password=body.password))
+    issued = await login_use_case.login(uow, security, email=body.email, password=body.password, address=address)
+    return _pair(issued)
 
 
 @router.post("/refresh", response_model=TokenPair, responses={401: PROBLEM})

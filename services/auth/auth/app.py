@@ -11,7 +11,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from auth import api, service
-from auth.passwords import Passwords
+from auth.domain import LoginPolicy
+from auth.passwords import HashingQueue, Passwords, return_hash_memory_promptly
 from auth.service import Security
 from auth.settings import AuthSettings
 from auth.tokens import TokenIssuer
@@ -27,9 +28,20 @@ log = logging.getLogger("auth.app")
 
 def create_app(settings: AuthSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
     settings = settings or AuthSettings()
+    return_hash_memory_promptly()
     runtime = ServiceRuntime("auth", settings, migrations=MIGRATIONS, transport=transport)
+    passwords = Passwords()
     security = Security(
-        passwords=Passwords(),
+        passwords=passwords,
+        hashing=HashingQueue(
+            slots=settings.password_hash_concurrency,
+            max_waiting=settings.password_hash_queue,
+            max_wait=settings.password_hash_max_wait,
+            seconds_per_hash=passwords.seconds_per_hash,
+        ),
+        # Two short transactions per login, a few milliseconds each, keep up with a hash of ~50 ms per
+        # slot many times over; more at once would only take connections from the other routes.
+        database_turns=asyncio.Semaphore(2 * settings.password_hash_concurrency),
         tokens=TokenIssuer(
             runtime.verifier.keys,
             issuer=settings.jwt_issuer,
@@ -37,12 +49,18 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
             ttl=timedelta(seconds=settings.access_token_ttl),
         ),
         refresh_ttl=timedelta(seconds=settings.refresh_token_ttl),
-        max_login_failures=settings.login_max_failures,
-        login_window=timedelta(seconds=settings.login_failure_window),
+        policy=LoginPolicy(
+            max_failures=settings.login_max_failures,
+            window=timedelta(seconds=settings.login_failure_window),
+            slowdown_step=settings.login_slowdown_step,
+            slowdown_max=settings.login_slowdown_max,
+        ),
     )
     runtime.every(settings.prune_interval, "auth-prune", partial(_prune, security=security))
     if settings.admin_password:
         runtime.on_startup(partial(_ensure_admin, runtime, security.passwords, settings))
+    runtime.on_startup(partial(_start_hashing, security))
+    runtime.on_shutdown(partial(_stop_hashing, security))
     app = create_service_app(runtime, title="Shop auth")
     app.state.security = security
     app.include_router(api.router)
@@ -60,7 +78,15 @@ async def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings:
     log.info("admin ensured", extra={"email": settings.admin_email, "outcome": outcome})
 
 
+async def _start_hashing(security: Security) -> None:
+    security.hashing.start()  # here, in the event loop its line waits in
+
+
+async def _stop_hashing(security: Security) -> None:
+    security.hashing.stop()
+
+
 def _prune(uow: UnitOfWork, *, security: Security) -> None:
-    failures, tokens = service.prune_expired(uow, login_window=security.login_window)
+    failures, tokens = service.prune_expired(uow, login_window=security.policy.window)
     if failures or tokens:
         log.info("pruned expired auth records", extra={"login_failures": failures, "refresh_tokens": tokens})

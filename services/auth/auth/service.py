@@ -2,40 +2,50 @@
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from auth.domain import as_utc, canonical_email, check_new_password, login_retry_after, valid_email
+from auth.domain import LoginPolicy, as_utc, check_new_password, valid_email
 from auth.models import LoginFailure, RefreshToken, User
-from auth.passwords import Passwords
+from auth.passwords import HashingBusy, HashingQueue, Passwords
 from auth.tokens import TokenIssuer, new_refresh_token, refresh_token_hash
 from shopkit.auth import ADMIN, CUSTOMER
-from shopkit.problems import Conflict, TooManyRequests, Unauthenticated
+from shopkit.problems import Conflict, ServiceUnavailable, Unauthenticated
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("auth.service")
 
-WRONG_CREDENTIALS = "the email or password is wrong"
 BAD_REFRESH_TOKEN = "the refresh token is invalid, expired or revoked"
+HASHING_BUSY = "too many logins at once; try again shortly"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
 class Security:
-    """What the use cases need besides the database: hashing, signing and the login policy."""
+    """What the use cases need besides the database: hashing (and its queue), signing, the login policy
+    and the clock the policy reads (tests move it instead of the rows)."""
 
     passwords: Passwords
+    hashing: HashingQueue
     tokens: TokenIssuer
     refresh_ttl: timedelta
-    max_login_failures: int
-    login_window: timedelta
+    policy: LoginPolicy
+    # Logins and registrations starting their database work at once (see in_database).
+    database_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    clock: Callable[[], datetime] = field(default=_now)
 
 
 @dataclass(frozen=True)
@@ -45,13 +55,33 @@ class IssuedTokens:
     expires_in: int
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def register(uow: UnitOfWork, passwords: Passwords, *, email: str, password: str, full_name: str) -> User:
-    """`email` and `password` as RegisterRequest validated them."""
-    password_hash = passwords.hash(password)  # before the transaction: it is slow
+async def in_database(security: Security, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`work` (a short transaction of a login or a registration) in the threadpool, a few at a time: a
+    burst of them leaves the threads and connections of the pool to every other request. (A login's
+    last transaction, after its hash, goes straight to the pool: hashing already paces those.)"""
+    async with security.database_turns:
+        return await run_in_threadpool(work, *args, **kwargs)
+
+
+def hashing_busy(retry_after: int) -> ServiceUnavailable:
+    return ServiceUnavailable(HASHING_BUSY, headers={"Retry-After": str(retry_after)})
+
+
+async def hash_new_password(security: Security, password: str) -> str:
+    """The hash of a new password, through the bounded queue (503 when it is saturated)."""
+    try:
+        return await security.hashing.run(security.passwords.hash, password)
+    except HashingBusy as busy:
+        raise hashing_busy(busy.retry_after) from None
+
+
+def register(uow: UnitOfWork, *, email: str, password_hash: str, full_name: str) -> User:
+    """`email` as RegisterRequest validated it; `password_hash` made beforehand, outside any transaction
+    (argon2 is slow: a connection held across it is one every other request waits for)."""
     session = uow.session
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("an account with this email already exists")
@@ -73,50 +103,6 @@ def register(uow: UnitOfWork, passwords: Passwords, *, email: str, password: str
         raise Conflict("an account with this email already exists") from exc
     log.info("user registered", extra={"user_id": str(user.id)})
     return user
-
-
-def login(uow: UnitOfWork, security: Security, *, email: str, password: str) -> IssuedTokens:
-    email = canonical_email(email)
-    session = uow.session
-    _serialise_logins_of(session, email)
-    now = _now()  # after the wait for the lock: the failure count is read as of now
-    failures = session.scalars(
-        select(LoginFailure.failed_at).where(
-            LoginFailure.email == email, LoginFailure.failed_at > now - security.login_window
-        )
-    ).all()
-    retry_after = login_retry_after(
-        failures, now=now, max_failures=security.max_login_failures, window=security.login_window
-    )
-    if retry_after is not None:
-        raise TooManyRequests(
-            "too many failed logins for this account; try again later",
-            headers={"Retry-After": str(retry_after)},
-        )
-    user = session.scalar(select(User).where(User.email == email))
-    # An unknown email is checked against a decoy hash: the same argon2 work, the same answer.
-    matches = security.passwords.verify(user.password_hash if user else None, password)
-    if user is None or not matches:
-        session.add(LoginFailure(id=uuid.uuid4(), email=email, failed_at=now))
-        uow.commit()
-        log.info("login failed", extra={"email": email})
-        raise Unauthenticated(WRONG_CREDENTIALS)
-    if security.passwords.needs_rehash(user.password_hash):
-        user.password_hash = security.passwords.hash(password)
-        user.updated_at = now
-    session.execute(delete(LoginFailure).where(LoginFailure.email == email))
-    issued = _issue_tokens(session, security, user, family_id=uuid.uuid4(), now=now)
-    uow.commit()
-    return issued
-
-
-def _serialise_logins_of(session: Session, email: str) -> None:
-    """Concurrent logins for one email take turns, so that no burst of parallel guesses slips past the
-    failure count. PostgreSQL: a transaction-scoped advisory lock; SQLite serialises every writing
-    transaction already (BEGIN IMMEDIATE)."""
-    if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(f"login:{email}".encode()).digest()[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def refresh(uow: UnitOfWork, security: Security, *, refresh_token: str) -> IssuedTokens:
@@ -141,7 +127,7 @@ def refresh(uow: UnitOfWork, security: Security, *, refresh_token: str) -> Issue
     if user is None:
         raise Unauthenticated(BAD_REFRESH_TOKEN)
     token.used_at = now
-    issued = _issue_tokens(session, security, user, family_id=token.family_id, now=now)
+    issued = issue_tokens(session, security, user, family_id=token.family_id, now=now)
     uow.commit()
     return issued
 
@@ -214,9 +200,10 @@ def prune_expired(uow: UnitOfWork, *, login_window: timedelta) -> tuple[int, int
     return failures.rowcount or 0, tokens.rowcount or 0  # type: ignore[attr-defined]
 
 
-def _issue_tokens(
+def issue_tokens(
     session: Session, security: Security, user: User, *, family_id: uuid.UUID, now: datetime
 ) -> IssuedTokens:
+    """A new access token, and a refresh token of `family_id` added to the session (not committed)."""
     refresh_token = new_refresh_token()
     session.add(
         RefreshToken(

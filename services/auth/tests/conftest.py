@@ -92,6 +92,9 @@ def settings_factory(var_dir: Path) -> SettingsFactory:
             "admin_email": ADMIN_EMAIL,
             "admin_password": ADMIN_PASSWORD,
             "log_json": False,
+            # A loaded test machine hashes slowly: logins wait for a slot rather than being shed, except
+            # where a test narrows the queue to see the shedding.
+            "password_hash_max_wait": 30.0,
         }
         values.update(overrides)
         return AuthSettings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -108,12 +108,14 @@ def test_parallel_guesses_cannot_slip_past_the_failure_count(pg_api: Any, make_s
     pg_api.register("race@example.com")
     with ServerThread(create_app(make_settings(database_url=pg_url))) as server:  # a second replica
         urls = [pg_api.client, server.url] * 5
+        # One client behind the gateway, whichever replica the gateway picks.
+        client = {"X-Forwarded-For": "203.0.113.7"}
 
         def attempt(target: Any) -> int:
             body = {"email": "race@example.com", "password": "guess-guess"}
             if isinstance(target, str):
-                return httpx.post(f"{target}/api/auth/login", json=body, timeout=30).status_code
-            return int(target.post("/api/auth/login", json=body).status_code)
+                return httpx.post(f"{target}/api/auth/login", json=body, headers=client, timeout=30).status_code
+            return int(target.post("/api/auth/login", json=body, headers=client).status_code)
 
         with ThreadPoolExecutor(max_workers=10) as pool:
             statuses = sorted(pool.map(attempt, urls))

@@ -79,8 +79,18 @@ def test_pruning_forgets_only_what_no_longer_counts(sqlite_api: Any) -> None:
     with sqlite_api.runtime.uow() as uow:
         uow.session.add_all(
             [
-                LoginFailure(id=uuid.uuid4(), email="old@example.com", failed_at=now - timedelta(minutes=16)),
-                LoginFailure(id=uuid.uuid4(), email="recent@example.com", failed_at=now - timedelta(minutes=1)),
+                LoginFailure(
+                    id=uuid.uuid4(),
+                    email="old@example.com",
+                    client_address="198.51.100.1",
+                    failed_at=now - timedelta(minutes=16),
+                ),
+                LoginFailure(
+                    id=uuid.uuid4(),
+                    email="recent@example.com",
+                    client_address="198.51.100.1",
+                    failed_at=now - timedelta(minutes=1),
+                ),
                 RefreshToken(
                     id=uuid.uuid4(),
                     token_hash="0" * 64,
