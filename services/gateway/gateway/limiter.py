@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -58,6 +58,7 @@ return string.format('%.6f', wait)
 """
 
 _REDIS_FAILURES = (RedisError, OSError, TimeoutError, ValueError)
+_CONNECTIONS = 32
 
 
 class RedisBuckets:
@@ -72,12 +73,17 @@ class RedisBuckets:
     def _connected(self) -> Redis:
         # Created on first use, inside the event loop that serves requests (its connections belong to it).
         if self._client is None:
-            self._client = Redis.from_url(
+            # A bounded pool: a burst of requests queues for a few warm connections (a decision holds
+            # one for a round trip) instead of opening one each, which outlasts the timeout.
+            pool = BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=_CONNECTIONS,
+                timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0),  # the limiter backs off itself; a retry would double the wait
             )
+            self._client = Redis(connection_pool=pool)
             self._script = self._client.register_script(TOKEN_BUCKET)
         return self._client
 
@@ -101,7 +107,7 @@ class RedisBuckets:
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.aclose(close_connection_pool=True)
             self._client, self._script = None, None
 
 
