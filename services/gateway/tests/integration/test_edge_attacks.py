@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from gateway.app import asgi_upstreams, create_app
 from gateway.settings import GatewaySettings
 from gateway.upstream import HttpUpstream
-from shopkit.testing import ServerThread
+from shopkit.testing import ServerThread, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -337,3 +337,21 @@ async def test_the_in_process_mode_decides_and_forwards_the_same_way(tmp_path: P
     (request,) = seen
     assert (request.path, request.raw_path, request.query) == ("/api/products/Abc", b"/api/product%73/%41bc", b"page=1")
     assert request.headers["x-forwarded-for"] == "127.0.0.61"
+
+
+def test_metrics_live_on_the_internal_port_only(start: Callable[..., str], raw: Raw) -> None:
+    internal_port = free_port()
+    gateway = start(gateway_internal_port=internal_port)
+    assert raw(gateway, "GET", b"/api/products").status == 200
+    internal = f"http://127.0.0.1:{internal_port}"
+    scraped = raw(internal, "GET", b"/metrics")
+    assert scraped.status == 200
+    assert b'shop_http_requests_total{method="GET",route="unmatched",service="gateway",status="200"}' in scraped.body
+    assert b'shop_rate_limit_backend{backend="local"} 1.0' in scraped.body
+    assert raw(internal, "GET", b"/readyz").json() == {"status": "ok"}
+    assert_problem(raw(gateway, "GET", b"/metrics"), 404)
+
+
+def test_the_boolean_forwarded_for_setting_is_refused_not_ignored(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="SHOP_TRUSTED_PROXIES"):
+        GatewaySettings(var_dir=tmp_path, trust_forwarded_for=True)
