@@ -216,6 +216,13 @@ class Cluster:
         # glibc gives each thread that allocates its own malloc arena; with a threadpool that is most
         # of a service's resident memory and none of its speed. Two arenas are plenty here.
         env.setdefault("MALLOC_ARENA_MAX", "2")
+        env.update(self.wiring())
+        env.update(self.extra_env)
+        return env
+
+    def wiring(self) -> dict[str, str]:
+        """The variables that connect the processes to each other, the database and the broker (the
+        compose file and the Kubernetes manifests are checked against these)."""
         gateway = self.url("gateway")
         wiring = {
             "SHOP_PUBLIC_URL": gateway,
@@ -233,9 +240,12 @@ class Cluster:
             wiring["SHOP_DATABASE_URL"] = self.database_url
         if self.amqp_url:
             wiring["SHOP_AMQP_URL"] = self.amqp_url
-        env.update(wiring)
-        env.update(self.extra_env)
-        return env
+        return wiring
+
+    def command(self, name: str) -> list[str]:
+        member = self.members[name]
+        command = [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
+        return [*command, "--reuse-port"] if member.reuse_port else command
 
     # Life cycle
 
@@ -256,10 +266,8 @@ class Cluster:
         return self
 
     def _spawn(self, member: Member) -> None:
-        command = [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
+        command = self.command(member.name)
         env = self.environment()
-        if member.reuse_port:
-            command.append("--reuse-port")
         if member.internal_port is not None:
             env["SHOP_GATEWAY_INTERNAL_PORT"] = str(member.internal_port)
         if member.log_handle is None and self.log_dir:

@@ -1,24 +1,22 @@
-"""Engines, sessions and the unit of work, for PostgreSQL (psycopg2) and SQLite alike."""
+"""Engines and sessions for PostgreSQL (psycopg2) and SQLite alike; the unit of work is in shopkit.uow."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import CHAR, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session, sessionmaker
-
-from contracts import Envelope, EventData, new_envelope
 
 log = logging.getLogger("shopkit.db")
 
-# The kit's own tables (outbox, inbox) live in every service's schema; alembic sees them via this.
+# The kit's own tables (outbox, inbox, dead letters) live in every service's schema; alembic sees them
+# through this, and shopkit.kit_tables creates and migrates them.
 kit_metadata = MetaData()
 
 
@@ -45,12 +43,11 @@ class GUID(TypeDecorator[uuid.UUID]):
         return uuid.UUID(str(value))
 
 
-def upsert_insert(session: Session, table: Any) -> Any:
-    """INSERT with ON CONFLICT support for the session's dialect (PostgreSQL or SQLite): both spell
-    `on_conflict_do_nothing()` / `on_conflict_do_update(...)` the same way."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def upsert_insert(bind: Session | Connection, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the dialect of a session or connection (PostgreSQL or SQLite):
+    both spell `on_conflict_do_nothing()` / `on_conflict_do_update(...)` the same way."""
+    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
+    return postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
 
 
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:
@@ -94,50 +91,6 @@ def _sqlite_write_transactions(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class UnitOfWork:
-    """One transaction: the state change, the events it emits (outbox) and the message that caused it
-    (inbox) commit together or not at all."""
-
-    def __init__(
-        self,
-        session: Session,
-        *,
-        producer: str,
-        after_commit: Callable[[], None] | None = None,
-        causation: Envelope | None = None,
-    ) -> None:
-        self.session = session
-        self.producer = producer
-        self.causation = causation
-        self._after_commit = after_commit
-        self._emitted = False
-
-    def emit(self, data: EventData, *, correlation_id: str | uuid.UUID | None = None) -> Envelope:
-        """Put an event in the outbox of this transaction; the relay publishes it after commit."""
-        from shopkit.outbox import add_to_outbox
-
-        causation = self.causation
-        envelope = new_envelope(
-            data,
-            producer=self.producer,
-            correlation_id=correlation_id or (causation.correlation_id if causation else None),
-            causation_id=causation.id if causation else None,
-        )
-        add_to_outbox(self.session, envelope)
-        self._emitted = True
-        return envelope
-
-    def commit(self) -> None:
-        self.session.commit()
-        if self._emitted and self._after_commit:
-            self._after_commit()
-        self._emitted = False
-
-    def rollback(self) -> None:
-        self.session.rollback()
-        self._emitted = False
-
-
 class Database:
     """A service's engine and session factory."""
 
@@ -155,16 +108,6 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
-
-    @contextmanager
-    def unit_of_work(self, causation: Envelope | None = None) -> Iterator[UnitOfWork]:
-        with self.sessions() as session:
-            uow = UnitOfWork(session, producer=self.service, after_commit=self.outbox_written, causation=causation)
-            try:
-                yield uow
-            except BaseException:
-                uow.rollback()
-                raise
 
     def outbox_written(self) -> None:
         # Read once: the relay unhooks itself from the event loop's thread while request threads commit.

@@ -1,13 +1,15 @@
 """The inbox: the idempotent consumer. A handler's writes and the record that it handled the event
-commit in one transaction, so a redelivered event changes nothing the second time."""
+commit in one transaction, so a redelivered event changes nothing the second time. Handlers are keyed
+by the stable name they were registered under (never by where their code lives)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Any, cast
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, CursorResult, DateTime, String, Table
+from sqlalchemy import Column, DateTime, Index, String, Table, delete
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from shopkit.db import GUID, kit_metadata, upsert_insert
@@ -19,20 +21,31 @@ inbox = Table(
     Column("handler", String(100), primary_key=True),
     Column("event_type", String(100), nullable=False),
     Column("handled_at", DateTime(timezone=True), nullable=False),
+    Index("ix_inbox_handled_at", "handled_at"),
 )
 
 
-def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler: str) -> bool:
-    """Record that `handler` handles this event. False if it already did: skip the work.
+def record_new(session: Session, handler: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+    """Record that `handler` handles these (event id, event type) pairs, in one statement. Returns the
+    ids it had not handled before: only those are to be applied.
 
     On PostgreSQL a concurrent duplicate waits on the first one's row lock and then sees the conflict,
     so two deliveries racing each other still apply once."""
-    values = {
-        "event_id": event_id,
-        "handler": handler,
-        "event_type": event_type,
-        "handled_at": datetime.now(UTC),
-    }
-    stmt = upsert_insert(session, inbox).values(**values).on_conflict_do_nothing()
-    result = cast(CursorResult[Any], session.execute(stmt))
-    return bool(result.rowcount)
+    if not events:
+        return set()
+    now = datetime.now(UTC)
+    rows = [{"event_id": i, "handler": handler, "event_type": t, "handled_at": now} for i, t in events]
+    statement = upsert_insert(session, inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
+    return set(session.execute(statement).scalars())
+
+
+def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler: str) -> bool:
+    """Record one event; False if `handler` handled it already."""
+    return bool(record_new(session, handler, [(event_id, event_type)]))
+
+
+def prune_handled(connection: Connection, *, older_than: timedelta) -> int:
+    """Forget events handled long ago: far longer than any redelivery (broker retries, replays of dead
+    letters, re-published outbox rows) could bring them back."""
+    cutoff = datetime.now(UTC) - older_than
+    return connection.execute(delete(inbox).where(inbox.c.handled_at < cutoff)).rowcount or 0

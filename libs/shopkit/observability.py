@@ -24,6 +24,8 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopkit import tracing
+
 log = logging.getLogger("shopkit.observability")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -50,6 +52,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
+        trace_id = tracing.current_trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
@@ -87,27 +92,21 @@ class RequestContextMiddleware:
             headers = [(k, v) for k, v in scope.get("headers", []) if k != b"x-request-id"]
             scope = {**scope, "headers": [*headers, (b"x-request-id", request_id.encode())]}
         token = request_id_var.set(request_id)
+        try:
+            with tracing.span(
+                f"HTTP {scope['method']}",
+                service=self.service,
+                parent=_header(scope, b"traceparent"),
+                kind=tracing.SERVER,
+                attributes={"url.path": scope.get("path", "")},
+            ):
+                await self._handle(scope, receive, send, request_id)
+        finally:
+            request_id_var.reset(token)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         started = time.perf_counter()
         status_holder = {"status": 500}
-
-        declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            response = _problem(413, "the request body is too large")
-            response.headers["X-Request-ID"] = request_id
-            await response(scope, receive, send)
-            request_id_var.reset(token)
-            return
-
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge()
-            return message
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -119,8 +118,12 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            await _problem(413, "the request body is too large")(scope, receive, send_with_id)
+            return
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            await self.app(scope, self._limited(receive), send_with_id)
         except BodyTooLarge:
             await _problem(413, "the request body is too large")(scope, receive, send_with_id)
         except Exception:
@@ -135,7 +138,20 @@ class RequestContextMiddleware:
             path = getattr(route, "path", None) or "unmatched"
             REQUESTS.labels(self.service, scope["method"], path, str(status_holder["status"])).inc()
             LATENCY.labels(self.service, path).observe(time.perf_counter() - started)
-            request_id_var.reset(token)
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        return limited_receive
 
 
 class BodyTooLarge(StarletteHTTPException):

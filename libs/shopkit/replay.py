@@ -1,7 +1,9 @@
 """Give failed messages another go once their cause is fixed: dead outbox rows back to pending (the
 running relay publishes them), dead-lettered messages back to the service's queue with a fresh retry
-budget. With neither flag, both. Reads the same settings as the service (SHOP_DATABASE_URL,
-SHOP_AMQP_URL, SHOP_BUS_NAMESPACE).
+budget (with the in-process bus of `make run`, the dead letters kept in the service's database are
+marked for replay and the running process hands them to its handlers again within seconds). With
+neither flag, both. Reads the same settings as the service (SHOP_DATABASE_URL, SHOP_AMQP_URL,
+SHOP_BUS_NAMESPACE).
 
     python -m shopkit.replay --service orders [--outbox] [--dead-letters]
 """
@@ -13,6 +15,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from shopkit import deadletters
 from shopkit.bus.rabbitmq import RabbitMQTransport
 from shopkit.db import Database
 from shopkit.outbox import replay_dead
@@ -28,10 +31,18 @@ def replay_outbox(service: str, settings: KitSettings) -> int:
         db.dispose()
 
 
+def request_replay_of_kept_dead_letters(service: str, settings: KitSettings) -> int:
+    db = Database(settings.service_database_url(service), service=service, pool_size=1)
+    try:
+        with db.engine.begin() as connection:
+            return deadletters.request_replay(connection)
+    finally:
+        db.dispose()
+
+
 async def replay_dead_letters(service: str, settings: KitSettings) -> int:
     if not settings.amqp_url:
-        # The in-process bus keeps its dead letters in the memory of the running process.
-        raise SystemExit("dead letters live in RabbitMQ: set SHOP_AMQP_URL")
+        return request_replay_of_kept_dead_letters(service, settings)
     transport = RabbitMQTransport(settings.amqp_url, exchange=f"{settings.bus_namespace}shop.events")
     await transport.connect()
     try:
@@ -52,7 +63,8 @@ def main(argv: Sequence[str] | None = None, settings: KitSettings | None = None)
         print(f"outbox: {replay_outbox(args.service, settings)} dead row(s) set pending again")
     if args.dead_letters or both:
         moved = asyncio.run(replay_dead_letters(args.service, settings))
-        print(f"dead letters: {moved} message(s) moved back to {settings.bus_namespace}{args.service}")
+        where = f"{settings.bus_namespace}{args.service}" if settings.amqp_url else f"{args.service}'s handlers"
+        print(f"dead letters: {moved} message(s) moved back to {where}")
     return 0
 
 

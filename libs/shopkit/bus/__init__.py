@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from contracts import Envelope
 
-# Handles one delivered message; returns once its effects are committed. Raising means "not handled".
-MessageHandler = Callable[[Envelope], Awaitable[None]]
+# Handles a batch of delivered messages. Returns, per message, None once its effects are committed, or
+# the error that kept it from being handled: that message alone is then retried, and in the end
+# dead-lettered.
+BatchHandler = Callable[[Sequence[Envelope]], Awaitable[list[BaseException | None]]]
+# Keeps a message that kept failing, durably, where the transport has no dead-letter queue of its own.
+DeadLetterSink = Callable[[Envelope, str], Awaitable[None]]
 
 
 class TransportUnavailable(Exception):
@@ -27,9 +31,16 @@ class Transport(Protocol):
         """Publish and wait for the broker's confirms. Returns {event id: error} for the ones refused."""
         ...
 
-    async def subscribe(self, queue: str, event_types: list[str], handler: MessageHandler) -> None:
-        """Deliver events of these types to `handler`, retrying a bounded number of times with back-off
-        and dead-lettering what keeps failing."""
+    async def subscribe(
+        self,
+        queue: str,
+        event_types: list[str],
+        handler: BatchHandler,
+        *,
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
+        """Deliver events of these types to `handler` in batches of what has arrived, retrying a failed
+        message a bounded number of times with back-off and dead-lettering what keeps failing."""
         ...
 
     async def dead_letter_count(self, queue: str) -> int: ...

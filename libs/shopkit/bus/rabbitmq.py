@@ -1,13 +1,14 @@
 """RabbitMQ transport over aio-pika: one durable topic exchange, a durable queue per service bound to the
 event types it consumes, retry queues with a fixed delay each (a TTL per queue, so a long delay never
 holds back a short one), and a dead-letter queue. Messages are persistent; publishing waits for confirms;
-a message is acked only after its handler's transaction committed."""
+consumers take what the broker has delivered (up to the prefetch) as one batch, and a message is acked
+only after the transaction that applied it committed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aio_pika
@@ -20,7 +21,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError
 
 from contracts import Envelope
-from shopkit.bus import MessageHandler, TransportUnavailable
+from shopkit.bus import BatchHandler, DeadLetterSink, TransportUnavailable
 
 log = logging.getLogger("shopkit.bus.rabbitmq")
 
@@ -53,13 +54,15 @@ class RabbitMQTransport:
         url: str,
         *,
         prefetch: int = 100,
-        concurrency: int = 16,
+        workers: int = 2,
+        batch_size: int = 100,
         retry_delays: list[float] | None = None,
         exchange: str = EXCHANGE,
     ) -> None:
         self.url = url
         self.prefetch = prefetch
-        self.concurrency = concurrency
+        self.workers = workers
+        self.batch_size = batch_size
         self.retry_delays = retry_delays if retry_delays is not None else [0.5, 2.0, 8.0]
         self.exchange_name = exchange
         self._connection: AbstractRobustConnection | None = None
@@ -67,7 +70,6 @@ class RabbitMQTransport:
         self._exchange: AbstractExchange | None = None
         self._consume_channels: list[AbstractChannel] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
 
     async def connect(self) -> None:
         self._connection = await aio_pika.connect_robust(self.url, timeout=10)
@@ -140,41 +142,77 @@ class RabbitMQTransport:
             await main.bind(exchange, routing_key=event_type)
         return main
 
-    async def subscribe(self, queue: str, event_types: list[str], handler: MessageHandler) -> None:
+    async def subscribe(
+        self,
+        queue: str,
+        event_types: list[str],
+        handler: BatchHandler,
+        *,
+        dead_letters: DeadLetterSink | None = None,  # the broker keeps its own dead-letter queue
+    ) -> None:
         assert self._connection is not None, "connect() first"
         channel = await self._connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self.prefetch)
         main = await self.declare(channel, queue, event_types)
         self._consume_channels.append(channel)
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            task = asyncio.create_task(self._handle(channel, queue, handler, message))
+        delivered: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        for number in range(self.workers):
+            task = asyncio.create_task(
+                self._work(channel, queue, handler, delivered), name=f"{queue}-consumer-{number}"
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        await main.consume(delivered.put)
 
-        await main.consume(on_message)
-
-    async def _handle(
-        self, channel: AbstractChannel, queue: str, handler: MessageHandler, message: AbstractIncomingMessage
+    async def _work(
+        self,
+        channel: AbstractChannel,
+        queue: str,
+        handler: BatchHandler,
+        delivered: asyncio.Queue[AbstractIncomingMessage],
     ) -> None:
-        try:
-            envelope = Envelope.model_validate_json(message.body)
-        except ValueError:
-            log.error("unreadable message dead-lettered", extra={"message_id": message.message_id})
-            await _settle(message.reject(requeue=False))
-            return
-        async with self._slots:
+        while True:
+            batch = [await delivered.get()]
+            while len(batch) < self.batch_size and not delivered.empty():
+                batch.append(delivered.get_nowait())
             try:
-                await handler(envelope)
+                await self._handle_batch(channel, queue, handler, batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
-                await self._retry_or_dead_letter(channel, queue, message, exc)
-                return
-        await _settle(message.ack())
+            except Exception:
+                # Unsettled messages go back to the broker when the channel closes; never stop consuming.
+                log.exception("consumer failed on a batch", extra={"queue": queue})
+
+    async def _handle_batch(
+        self,
+        channel: AbstractChannel,
+        queue: str,
+        handler: BatchHandler,
+        messages: Sequence[AbstractIncomingMessage],
+    ) -> None:
+        readable: list[tuple[AbstractIncomingMessage, Envelope]] = []
+        for message in messages:
+            try:
+                readable.append((message, Envelope.model_validate_json(message.body)))
+            except ValueError:
+                log.error("unreadable message dead-lettered", extra={"message_id": message.message_id})
+                await _settle(message.reject(requeue=False))
+        if not readable:
+            return
+        try:
+            outcomes = await handler([envelope for _, envelope in readable])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcomes = [exc] * len(readable)
+        for (message, _), outcome in zip(readable, outcomes, strict=True):
+            if outcome is None:
+                await _settle(message.ack())
+            else:
+                await self._retry_or_dead_letter(channel, queue, message, outcome)
 
     async def _retry_or_dead_letter(
-        self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, exc: Exception
+        self, channel: AbstractChannel, queue: str, message: AbstractIncomingMessage, exc: BaseException
     ) -> None:
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)  # type: ignore[arg-type, call-overload]

@@ -5,17 +5,20 @@ record what they applied."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import aio_pika
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
 
-from contracts import OrderCancelled
+from contracts import Envelope, OrderCancelled
+from shopkit import deadletters, inbox, outbox  # noqa: F401  (their tables join kit_metadata)
 from shopkit.bus.rabbitmq import RabbitMQTransport, dead_letter_queue, retry_queue
-from shopkit.db import GUID, Database, UnitOfWork, kit_metadata
+from shopkit.consumer import EventHandlers, Outcome
+from shopkit.db import GUID, Database, kit_metadata
 from shopkit.settings import KitSettings
+from shopkit.uow import UnitOfWork
 
 KIT_MIGRATIONS = Path(__file__).parent / "kit_migrations"
 RETRY_DELAYS = [0.1, 0.2]
@@ -33,6 +36,29 @@ effects = Table(
 
 def on_order_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
     uow.session.execute(effects.insert().values(order_id=event.order_id, reason=event.reason))
+
+
+def handlers_for(fn: Callable[[OrderCancelled, UnitOfWork], None]) -> EventHandlers:
+    handlers = EventHandlers()
+    handlers.add(OrderCancelled, fn, name="order-cancelled")
+    return handlers
+
+
+def one_by_one(fn: Callable[[Envelope], Awaitable[None]]) -> Callable[[Sequence[Envelope]], Awaitable[list[Outcome]]]:
+    """A transport's batch handler made of a per-message test double: raising fails that message."""
+
+    async def handle(envelopes: Sequence[Envelope]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for envelope in envelopes:
+            try:
+                await fn(envelope)
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+    return handle
 
 
 def applied(db: Database, order_id: uuid.UUID | None = None) -> int:

@@ -9,15 +9,16 @@ import pytest
 
 from contracts import OrderCancelled, new_envelope
 from shopkit.consumer import EventDispatcher
-from shopkit.db import Database, UnitOfWork
+from shopkit.db import Database
+from shopkit.uow import UnitOfWork
 
-from .conftest import applied, cancelled, on_order_cancelled
+from .conftest import applied, cancelled, handlers_for, on_order_cancelled
 
 pytestmark = pytest.mark.integration
 
 
 def test_same_event_delivered_twice_applies_once(orders_db: Database) -> None:
-    dispatcher = EventDispatcher(orders_db, {OrderCancelled: [on_order_cancelled]})
+    dispatcher = EventDispatcher(orders_db, handlers_for(on_order_cancelled))
     event = cancelled()
     envelope = new_envelope(event, producer="orders")
 
@@ -39,7 +40,7 @@ def test_failed_handler_leaves_no_inbox_record_so_the_redelivery_applies(orders_
             raise RuntimeError("handler crashed after writing")
         on_order_cancelled(event, uow)
 
-    dispatcher = EventDispatcher(orders_db, {OrderCancelled: [fails_first]})
+    dispatcher = EventDispatcher(orders_db, handlers_for(fails_first))
     envelope = new_envelope(cancelled(), producer="orders")
     with pytest.raises(RuntimeError):
         dispatcher.handle(envelope)
@@ -59,7 +60,7 @@ def test_same_event_delivered_twice_concurrently_applies_once(database: str, req
         on_order_cancelled(event, uow)
         time.sleep(0.3)  # the other delivery arrives while this one is uncommitted
 
-    dispatcher = EventDispatcher(db, {OrderCancelled: [slow_handler]})
+    dispatcher = EventDispatcher(db, handlers_for(slow_handler))
     envelope = new_envelope(cancelled(), producer="orders")
     errors: list[BaseException] = []
 

@@ -13,9 +13,11 @@ import pytest
 from contracts import Envelope, OrderPlaced, new_envelope
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.db import Database
-from shopkit.outbox import SENT, OutboxRelay, outbox
+from shopkit.outbox import SENT, outbox
+from shopkit.relay import OutboxRelay
+from shopkit.uow import unit_of_work
 
-from .conftest import cancelled
+from .conftest import cancelled, one_by_one
 from .test_outbox_relay import emit, wait_until
 
 pytestmark = pytest.mark.integration
@@ -42,8 +44,8 @@ async def test_routing_by_event_type_to_each_subscribed_queue() -> None:
     transport = InProcessTransport(retry_delays=[0.05])
     await transport.connect()
     orders, payments = Recorder(), Recorder()
-    await transport.subscribe("orders", ["OrderCancelled"], orders)
-    await transport.subscribe("payments", ["OrderCancelled", "OrderPlaced"], payments)
+    await transport.subscribe("orders", ["OrderCancelled"], one_by_one(orders))
+    await transport.subscribe("payments", ["OrderCancelled", "OrderPlaced"], one_by_one(payments))
     cancel, place = new_envelope(cancelled(), producer="x"), new_envelope(placed(), producer="x")
     assert await transport.publish([cancel, place]) == {}
     await wait_until(lambda: len(payments.handled) == 2 and len(orders.handled) == 1)
@@ -54,11 +56,11 @@ async def test_routing_by_event_type_to_each_subscribed_queue() -> None:
 
 async def test_failing_handler_retried_then_dead_while_later_messages_flow_and_replay() -> None:
     delays = [0.05, 0.1]
-    transport = InProcessTransport(retry_delays=delays, concurrency=2)
+    transport = InProcessTransport(retry_delays=delays, workers=2)
     await transport.connect()
     poison = new_envelope(cancelled("poison"), producer="x")
     recorder = Recorder(fail_for={poison.id})
-    await transport.subscribe("orders", ["OrderCancelled"], recorder)
+    await transport.subscribe("orders", ["OrderCancelled"], one_by_one(recorder))
     later = [new_envelope(cancelled(), producer="x") for _ in range(5)]
     await transport.publish([poison, *later])
 
@@ -79,7 +81,7 @@ async def test_relay_is_woken_by_a_commit_from_another_thread(sqlite_db: Databas
     transport = InProcessTransport()
     await transport.connect()
     recorder = Recorder()
-    await transport.subscribe("payments", ["OrderCancelled"], recorder)
+    await transport.subscribe("payments", ["OrderCancelled"], one_by_one(recorder))
     relay = OutboxRelay(sqlite_db, transport, poll_interval=30)  # only a wake-up can publish in time
     await relay.start()
     try:
@@ -109,7 +111,7 @@ def test_a_failing_wake_up_never_fails_a_committed_unit_of_work(sqlite_db: Datab
         raise RuntimeError("Event loop is closed")
 
     sqlite_db.on_outbox_write = broken_hook
-    with sqlite_db.unit_of_work() as uow:
+    with unit_of_work(sqlite_db) as uow:
         uow.emit(cancelled())
         uow.commit()
     with sqlite_db.engine.connect() as connection:
@@ -127,7 +129,7 @@ def test_wake_after_the_loop_closed_is_harmless(sqlite_db: Database) -> None:
 
     def commit() -> None:
         try:
-            with sqlite_db.unit_of_work() as uow:
+            with unit_of_work(sqlite_db) as uow:
                 uow.emit(cancelled())
                 uow.commit()
         except BaseException as exc:
@@ -143,7 +145,7 @@ async def test_unknown_event_type_is_not_routed() -> None:
     transport = InProcessTransport()
     await transport.connect()
     recorder = Recorder()
-    await transport.subscribe("orders", ["OrderCancelled"], recorder)
+    await transport.subscribe("orders", ["OrderCancelled"], one_by_one(recorder))
     await transport.publish([new_envelope(placed(), producer="x")])
     await asyncio.sleep(0.1)
     assert recorder.calls == Counter()

@@ -8,19 +8,21 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import aio_pika
 import pytest
 from sqlalchemy import select
 
-from contracts import Envelope, OrderCancelled
+from contracts import Envelope
 from shopkit.bus.rabbitmq import RabbitMQTransport
-from shopkit.consumer import EventDispatcher
+from shopkit.consumer import EventDispatcher, Outcome
 from shopkit.db import Database
-from shopkit.outbox import DEAD, PENDING, SENT, OutboxRelay, outbox, replay_dead
+from shopkit.outbox import DEAD, PENDING, SENT, outbox, replay_dead
+from shopkit.relay import OutboxRelay
+from shopkit.uow import unit_of_work
 
-from .conftest import applied, cancelled, make_kit_database, on_order_cancelled
+from .conftest import applied, cancelled, handlers_for, make_kit_database, on_order_cancelled
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +43,7 @@ async def wait_until(predicate: Callable[[], bool], within: float = 10.0) -> Non
 def emit(db: Database, count: int) -> list[uuid.UUID]:
     order_ids = []
     for _ in range(count):
-        with db.unit_of_work() as uow:
+        with unit_of_work(db) as uow:
             event = cancelled()
             uow.emit(event)
             uow.commit()
@@ -53,12 +55,13 @@ class CountingDispatcher:
     """The real dispatcher, counting every delivery it is handed (duplicates included)."""
 
     def __init__(self, db: Database) -> None:
-        self.dispatcher = EventDispatcher(db, {OrderCancelled: [on_order_cancelled]})
+        self.dispatcher = EventDispatcher(db, handlers_for(on_order_cancelled))
         self.deliveries: Counter[uuid.UUID] = Counter()
 
-    async def __call__(self, envelope: Envelope) -> None:
-        self.deliveries[envelope.id] += 1
-        await self.dispatcher(envelope)
+    async def __call__(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        for envelope in envelopes:
+            self.deliveries[envelope.id] += 1
+        return await self.dispatcher(envelopes)
 
 
 async def consume(rabbit: RabbitMQTransport, db: Database, queue: str) -> CountingDispatcher:
@@ -68,15 +71,15 @@ async def consume(rabbit: RabbitMQTransport, db: Database, queue: str) -> Counti
 
 
 def test_rolled_back_unit_of_work_leaves_no_outbox_row(orders_db: Database) -> None:
-    with pytest.raises(RuntimeError), orders_db.unit_of_work() as uow:
+    with pytest.raises(RuntimeError), unit_of_work(orders_db) as uow:
         uow.emit(cancelled())
         uow.session.flush()
         raise RuntimeError("the use case failed after emitting")
-    with orders_db.unit_of_work() as uow:
+    with unit_of_work(orders_db) as uow:
         uow.emit(cancelled())  # never committed
     assert outbox_rows(orders_db) == []
 
-    with orders_db.unit_of_work() as uow:
+    with unit_of_work(orders_db) as uow:
         envelope = uow.emit(cancelled())
         uow.commit()
     [row] = outbox_rows(orders_db)

@@ -8,16 +8,19 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 
 import pytest
 
 from contracts import Envelope, OrderCancelled, new_envelope
 from shopkit.bus.rabbitmq import RabbitMQTransport
-from shopkit.consumer import EventDispatcher
-from shopkit.db import Database, UnitOfWork
-from shopkit.outbox import SENT, OutboxRelay, outbox
+from shopkit.consumer import EventDispatcher, Outcome
+from shopkit.db import Database
+from shopkit.outbox import SENT, outbox
+from shopkit.relay import OutboxRelay
+from shopkit.uow import UnitOfWork
 
-from .conftest import RETRY_DELAYS, applied, cancelled, on_order_cancelled
+from .conftest import RETRY_DELAYS, applied, cancelled, handlers_for, on_order_cancelled, one_by_one
 from .test_outbox_relay import emit, wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,7 +39,7 @@ async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_le
             raise RuntimeError("this order cannot be handled")
         on_order_cancelled(event, uow)
 
-    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, {OrderCancelled: [fails_on_poison]}))
+    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, handlers_for(fails_on_poison)))
     await rabbit.publish([new_envelope(poison, producer="orders")])
     later = [cancelled() for _ in range(5)]
     await rabbit.publish([new_envelope(event, producer="orders") for event in later])
@@ -58,7 +61,7 @@ async def test_failing_handler_is_retried_a_bounded_number_of_times_then_dead_le
 
     await rabbit.close()
     await rabbit.connect()
-    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, {OrderCancelled: [fixed]}))
+    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, handlers_for(fixed)))
     assert await rabbit.replay_dead_letters(queue) == 1
     await wait_until(lambda: applied(orders_db, poison.order_id) == 1)
     assert await rabbit.dead_letter_count(queue) == 0
@@ -76,7 +79,7 @@ async def test_handler_that_raises_is_not_acked_and_its_message_is_not_lost(
             raise RuntimeError("database hiccup")
 
     queue = f"{bus_namespace}orders"
-    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, {OrderCancelled: [fails_once]}))
+    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, handlers_for(fails_once)))
     event = cancelled()
     await rabbit.publish([new_envelope(event, producer="orders")])
     await wait_until(lambda: applied(orders_db, event.order_id) == 1)
@@ -98,13 +101,13 @@ async def test_message_is_acked_only_after_commit_so_a_consumer_dying_mid_handle
 
     dying = RabbitMQTransport(amqp_url, retry_delays=RETRY_DELAYS, exchange=rabbit.exchange_name)
     await dying.connect()
-    await dying.subscribe(queue, ["OrderCancelled"], stuck)
+    await dying.subscribe(queue, ["OrderCancelled"], one_by_one(stuck))
     event = cancelled()
     await rabbit.publish([new_envelope(event, producer="orders")])
     await asyncio.wait_for(entered.wait(), 10)
     await dying.close()  # unacked: the broker gives the message to the next consumer
 
-    dispatcher = EventDispatcher(orders_db, {OrderCancelled: [on_order_cancelled]})
+    dispatcher = EventDispatcher(orders_db, handlers_for(on_order_cancelled))
     await rabbit.subscribe(queue, ["OrderCancelled"], dispatcher)
     await wait_until(lambda: applied(orders_db, event.order_id) == 1)
     loop.call_soon(release.set)
@@ -119,11 +122,12 @@ async def test_broker_restart_mid_stream_loses_nothing_and_applies_each_event_on
 ) -> None:
     queue = f"{bus_namespace}orders"
     deliveries: Counter[uuid.UUID] = Counter()
-    dispatcher = EventDispatcher(orders_db, {OrderCancelled: [on_order_cancelled]})
+    dispatcher = EventDispatcher(orders_db, handlers_for(on_order_cancelled))
 
-    async def counting(envelope: Envelope) -> None:
-        deliveries[envelope.id] += 1
-        await dispatcher(envelope)
+    async def counting(envelopes: Sequence[Envelope]) -> list[Outcome]:
+        for envelope in envelopes:
+            deliveries[envelope.id] += 1
+        return await dispatcher(envelopes)
 
     await rabbit.subscribe(queue, ["OrderCancelled"], counting)
     relay = OutboxRelay(orders_db, rabbit, poll_interval=0.1)

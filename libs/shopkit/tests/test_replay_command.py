@@ -16,10 +16,11 @@ from sqlalchemy import select
 from contracts import OrderCancelled, new_envelope
 from shopkit.bus.rabbitmq import RabbitMQTransport, dead_letter_queue
 from shopkit.consumer import EventDispatcher
-from shopkit.db import Database, UnitOfWork
+from shopkit.db import Database
 from shopkit.outbox import DEAD, PENDING, SENT, outbox
+from shopkit.uow import UnitOfWork
 
-from .conftest import applied, cancelled, on_order_cancelled
+from .conftest import applied, cancelled, handlers_for, on_order_cancelled
 from .test_outbox_relay import wait_until
 
 pytestmark = pytest.mark.integration
@@ -81,7 +82,7 @@ async def test_replay_command_resets_dead_rows_and_moves_dead_letters_back(
     def always_fails(event: OrderCancelled, uow: UnitOfWork) -> None:
         raise RuntimeError("bug in the handler")
 
-    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, {OrderCancelled: [always_fails]}))
+    await rabbit.subscribe(queue, ["OrderCancelled"], EventDispatcher(orders_db, handlers_for(always_fails)))
     poison = cancelled("poison")
     await rabbit.publish([new_envelope(poison, producer="orders")])
     for _ in range(100):
@@ -103,6 +104,6 @@ async def test_replay_command_resets_dead_rows_and_moves_dead_letters_back(
 
     # The fixed service comes back and handles the replayed message.
     await rabbit.connect()
-    fixed = EventDispatcher(orders_db, {OrderCancelled: [on_order_cancelled]})
+    fixed = EventDispatcher(orders_db, handlers_for(on_order_cancelled))
     await rabbit.subscribe(queue, ["OrderCancelled"], fixed)
     await wait_until(lambda: applied(orders_db, poison.order_id) == 1)

@@ -1,4 +1,4 @@
-"""A tiny app built with ServiceRuntime.create_app (SQLite, in-process bus): problem+json for every
+"""A tiny app built with create_service_app (SQLite, in-process bus): problem+json for every
 error, request ids on every response, body limits, health, readiness and metrics."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
 from shopkit.bus.inprocess import InProcessTransport
+from shopkit.lifecycle import ServiceRuntime
 from shopkit.outbox import DEAD, outbox
 from shopkit.problems import Conflict
-from shopkit.runtime import ServiceRuntime, get_uow
 from shopkit.settings import KitSettings
+from shopkit.webapp import create_service_app, get_uow
 
 from .conftest import KIT_MIGRATIONS
 
@@ -38,7 +39,7 @@ def build_app(tmp_path: Path) -> tuple[FastAPI, ServiceRuntime]:
     runtime = ServiceRuntime(
         "kitdemo", settings, migrations=KIT_MIGRATIONS, transport=InProcessTransport(retry_delays=[0.1])
     )
-    app = runtime.create_app(title="kit demo")
+    app = create_service_app(runtime, title="kit demo")
 
     @app.post("/items", status_code=201)
     def create_item(item: NewItem, uow: object = Depends(get_uow)) -> dict[str, object]:

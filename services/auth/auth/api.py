@@ -10,8 +10,8 @@ from auth import service
 from auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair, UserOut
 from auth.service import IssuedTokens, Security
 from shopkit.auth import Principal, current_principal
-from shopkit.db import UnitOfWork
-from shopkit.runtime import get_runtime, get_uow
+from shopkit.uow import UnitOfWork
+from shopkit.webapp import get_runtime, get_uow
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -18,8 +16,9 @@ from auth.service import Security
 from auth.settings import AuthSettings
 from auth.tokens import TokenIssuer
 from shopkit.bus import Transport
-from shopkit.jobs import PeriodicJob
-from shopkit.runtime import ServiceRuntime
+from shopkit.lifecycle import ServiceRuntime
+from shopkit.uow import UnitOfWork
+from shopkit.webapp import create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -41,36 +40,27 @@ def create_app(settings: AuthSettings | None = None, *, transport: Transport | N
         max_login_failures=settings.login_max_failures,
         login_window=timedelta(seconds=settings.login_failure_window),
     )
-    runtime.jobs.append(PeriodicJob("auth-prune", settings.prune_interval, partial(_prune, runtime, security)))
-    app = runtime.create_app(title="Shop auth")
+    runtime.every(settings.prune_interval, "auth-prune", partial(_prune, security=security))
+    if settings.admin_password:
+        runtime.on_startup(partial(_ensure_admin, runtime, security.passwords, settings))
+    app = create_service_app(runtime, title="Shop auth")
     app.state.security = security
-    # The runtime's lifespan migrates the schema; the admin can only be ensured after that.
-    app.router.lifespan_context = _lifespan_ensuring_admin(runtime, security.passwords, settings)
     app.include_router(api.router)
     return app
 
 
-def _lifespan_ensuring_admin(
-    runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app):
-            if settings.admin_password:
-                await asyncio.to_thread(_ensure_admin, runtime, passwords, settings)
-            yield
+async def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings) -> None:
+    def ensure() -> str:
+        with runtime.uow() as uow:
+            return service.ensure_admin(
+                uow, passwords, email=settings.admin_email, password=settings.admin_password or ""
+            )
 
-    return lifespan
-
-
-def _ensure_admin(runtime: ServiceRuntime, passwords: Passwords, settings: AuthSettings) -> None:
-    with runtime.db.unit_of_work() as uow:
-        outcome = service.ensure_admin(uow, passwords, email=settings.admin_email, password=settings.admin_password)
+    outcome = await asyncio.to_thread(ensure)
     log.info("admin ensured", extra={"email": settings.admin_email, "outcome": outcome})
 
 
-def _prune(runtime: ServiceRuntime, security: Security) -> None:
-    with runtime.db.unit_of_work() as uow:
-        failures, tokens = service.prune_expired(uow, login_window=security.login_window)
+def _prune(uow: UnitOfWork, *, security: Security) -> None:
+    failures, tokens = service.prune_expired(uow, login_window=security.login_window)
     if failures or tokens:
         log.info("pruned expired auth records", extra={"login_failures": failures, "refresh_tokens": tokens})

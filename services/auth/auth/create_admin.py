@@ -18,6 +18,7 @@ from auth.service import ensure_admin
 from auth.settings import AuthSettings
 from shopkit.db import Database
 from shopkit.migrate import upgrade
+from shopkit.uow import unit_of_work
 
 OUTCOMES = {
     "created": "created admin {email}",
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         password = args.password if args.password is not None else _prompt_password()
         upgrade(db, MIGRATIONS)
-        with db.unit_of_work() as uow:
+        with unit_of_work(db) as uow:
             outcome = ensure_admin(uow, Passwords(), email=args.email, password=password, full_name=args.full_name)
     except InvalidCredentialsFormat as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,8 +18,8 @@ from auth.models import LoginFailure, RefreshToken, User
 from auth.passwords import Passwords
 from auth.tokens import TokenIssuer, new_refresh_token, refresh_token_hash
 from shopkit.auth import ADMIN, CUSTOMER
-from shopkit.db import UnitOfWork
 from shopkit.problems import Conflict, TooManyRequests, Unauthenticated
+from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("auth.service")
 

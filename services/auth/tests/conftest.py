@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from auth.app import create_app
 from auth.settings import AuthSettings
 from shopkit.auth import load_keys
-from shopkit.runtime import ServiceRuntime
+from shopkit.lifecycle import ServiceRuntime
 
 ADMIN_EMAIL = "root@shop.test"
 ADMIN_PASSWORD = "Admin-Secret-42"

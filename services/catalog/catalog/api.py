@@ -22,8 +22,8 @@ from catalog.schemas import (
     StockMovementPage,
 )
 from shopkit.auth import Principal, bearer_token, current_principal, require_admin, require_service
-from shopkit.db import UnitOfWork
-from shopkit.runtime import get_uow
+from shopkit.uow import UnitOfWork
+from shopkit.webapp import get_uow
 
 router = APIRouter(prefix="/api/products", tags=["catalog"])
 internal = APIRouter(

@@ -10,7 +10,8 @@ from catalog import api
 from catalog.handlers import HANDLERS
 from catalog.settings import CatalogSettings
 from shopkit.bus import Transport
-from shopkit.runtime import ServiceRuntime
+from shopkit.lifecycle import ServiceRuntime
+from shopkit.webapp import create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,7 +19,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: CatalogSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
     runtime = ServiceRuntime("catalog", settings, migrations=MIGRATIONS, handlers=HANDLERS, transport=transport)
-    app = runtime.create_app(title="Shop catalog")
+    app = create_service_app(runtime, title="Shop catalog")
     app.include_router(api.router)
     app.include_router(api.internal)
     return app

@@ -1,12 +1,12 @@
-"""The events the catalog consumes, one function each. The kit runs each in a unit of work with its
-inbox record and commits; these never commit themselves."""
+"""The events the catalog consumes, one function each. The kit applies them in a unit of work with their
+inbox records and commits; these never commit themselves."""
 
 from __future__ import annotations
 
 from catalog import service
 from contracts import PaymentRefunded, PaymentSucceeded
-from shopkit.consumer import Handlers
-from shopkit.db import UnitOfWork
+from shopkit.consumer import EventHandlers
+from shopkit.uow import UnitOfWork
 
 
 def on_payment_succeeded(event: PaymentSucceeded, uow: UnitOfWork) -> None:
@@ -17,7 +17,6 @@ def on_payment_refunded(event: PaymentRefunded, uow: UnitOfWork) -> None:
     service.release_stock(uow, event)
 
 
-HANDLERS: Handlers = {
-    PaymentSucceeded: [on_payment_succeeded],
-    PaymentRefunded: [on_payment_refunded],
-}
+HANDLERS = EventHandlers()
+HANDLERS.add(PaymentSucceeded, on_payment_succeeded, name="payment-succeeded")
+HANDLERS.add(PaymentRefunded, on_payment_refunded, name="payment-refunded")

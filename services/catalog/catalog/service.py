@@ -15,8 +15,9 @@ from catalog import domain
 from catalog.models import Product, StockDecision, StockMovement, search_document
 from catalog.schemas import ProductCreate, ProductFilters, ProductUpdate, StockAdjustment
 from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, Shortage, StockCommitted, StockRejected
-from shopkit.db import UnitOfWork, upsert_insert
+from shopkit.db import upsert_insert
 from shopkit.problems import Conflict, NotFound
+from shopkit.uow import UnitOfWork
 
 # Core tables for the stock path: fewer statements and less ORM work while rows are locked.
 PRODUCTS = cast(Table, Product.__table__)

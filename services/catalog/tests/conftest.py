@@ -20,6 +20,7 @@ from shopkit.db import Database
 from shopkit.migrate import upgrade
 from shopkit.settings import KitSettings
 from shopkit.testing import mint_access_token
+from shopkit.uow import unit_of_work
 
 TokenFactory = Callable[..., str]
 
@@ -95,7 +96,7 @@ def seed_product() -> Callable[..., uuid.UUID]:
             created_at=now,
             updated_at=now,
         )
-        with db.unit_of_work() as uow:
+        with unit_of_work(db) as uow:
             uow.session.add(product)
             if stock:
                 uow.session.add(

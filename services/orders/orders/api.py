@@ -25,7 +25,7 @@ from shopkit.auth import Principal, current_principal
 from shopkit.db import Database
 from shopkit.http import ServiceClient
 from shopkit.problems import Conflict, Unprocessable
-from shopkit.runtime import get_runtime
+from shopkit.webapp import get_runtime
 
 router = APIRouter(prefix="/api/orders", tags=["orders"])
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -18,8 +16,9 @@ from orders.settings import OrdersSettings
 from shopkit.bus import Transport
 from shopkit.http import ServiceClient
 from shopkit.jobs import PeriodicJob
+from shopkit.lifecycle import ServiceRuntime
 from shopkit.problems import problem_response
-from shopkit.runtime import ServiceRuntime
+from shopkit.webapp import create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -52,24 +51,15 @@ def create_app(
             ),
         ]
     )
-    app = runtime.create_app(title="Shop orders")
     catalog = ServiceClient(
         settings.catalog_url,
         service_token=settings.internal_token,
         timeout=settings.upstream_timeout,
         asgi_app=catalog_app,
     )
+    runtime.on_shutdown(catalog.close)
+    app = create_service_app(runtime, title="Shop orders")
     app.state.catalog = catalog
-
-    @asynccontextmanager
-    async def lifespan(app_: FastAPI) -> AsyncIterator[None]:
-        async with runtime.lifespan(app_):
-            try:
-                yield
-            finally:
-                await catalog.close()
-
-    app.router.lifespan_context = lifespan
 
     @app.exception_handler(InvalidTransition)
     async def _forbidden_transition(_request: Request, exc: InvalidTransition) -> JSONResponse:

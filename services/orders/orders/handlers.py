@@ -18,8 +18,8 @@ from contracts import (
 from orders.domain import OrderStatus
 from orders.models import Order, RefundedPayment
 from orders.service import add_note, change_status, lock_order, utcnow
-from shopkit.consumer import Handlers
-from shopkit.db import UnitOfWork
+from shopkit.consumer import EventHandlers
+from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("orders.handlers")
 
@@ -142,10 +142,9 @@ def on_payment_failed(event: PaymentFailed, uow: UnitOfWork) -> None:
     add_note(uow.session, order, f"payment {event.payment_id} failed ({event.provider}): {event.reason}")
 
 
-HANDLERS: Handlers = {
-    PaymentSucceeded: [on_payment_succeeded],
-    StockCommitted: [on_stock_committed],
-    StockRejected: [on_stock_rejected],
-    PaymentRefunded: [on_payment_refunded],
-    PaymentFailed: [on_payment_failed],
-}
+HANDLERS = EventHandlers()
+HANDLERS.add(PaymentSucceeded, on_payment_succeeded, name="payment-succeeded")
+HANDLERS.add(StockCommitted, on_stock_committed, name="stock-committed")
+HANDLERS.add(StockRejected, on_stock_rejected, name="stock-rejected")
+HANDLERS.add(PaymentRefunded, on_payment_refunded, name="payment-refunded")
+HANDLERS.add(PaymentFailed, on_payment_failed, name="payment-failed")

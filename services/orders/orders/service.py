@@ -20,6 +20,7 @@ from orders.schemas import OrderItemOut, OrderOut, OrderPage, TimelineEntry
 from shopkit.auth import Principal
 from shopkit.db import Database
 from shopkit.problems import Conflict, Forbidden, NotFound
+from shopkit.uow import unit_of_work
 
 log = logging.getLogger("orders.service")
 
@@ -113,7 +114,7 @@ def load_orders(session: Session, orders: Sequence[Order]) -> list[OrderOut]:
 
 
 def find_by_idempotency_key(db: Database, user_id: uuid.UUID, key: str) -> OrderOut | None:
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         order = uow.session.scalars(
             select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)
         ).one_or_none()
@@ -121,7 +122,7 @@ def find_by_idempotency_key(db: Database, user_id: uuid.UUID, key: str) -> Order
 
 
 def get_order(db: Database, order_id: uuid.UUID, principal: Principal) -> OrderOut:
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         order = uow.session.get(Order, order_id)
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
             raise NotFound("no such order")
@@ -144,7 +145,7 @@ def list_orders(
         filters.append(Order.user_id == user_id)
     if status is not None:
         filters.append(Order.status == status.value)
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         total = uow.session.scalar(select(func.count()).select_from(Order).where(*filters)) or 0
         orders = uow.session.scalars(
             select(Order)
@@ -175,7 +176,7 @@ def place_order(
     expires_at = now + timedelta(seconds=payment_timeout)
     reason = "order placed"
     try:
-        with db.unit_of_work() as uow:
+        with unit_of_work(db) as uow:
             session = uow.session
             if db.is_sqlite or not lines:
                 total = _insert_order_portable(
@@ -361,7 +362,7 @@ def _insert_order_portable(
 
 
 def cancel_order(db: Database, order_id: uuid.UUID, principal: Principal) -> OrderOut:
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         order = lock_order(uow.session, order_id)
         if order is None or not (principal.is_admin or order.user_id == principal.user_id):
             raise NotFound("no such order")
@@ -382,7 +383,7 @@ def cancel_order(db: Database, order_id: uuid.UUID, principal: Principal) -> Ord
 def cancel_expired_orders(db: Database, *, batch: int = 100, now: datetime | None = None) -> int:
     """Cancel orders whose payment window closed. SKIP LOCKED lets replicas share the work."""
     now = now or utcnow()
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         expired = uow.session.scalars(
             select(Order)
             .where(Order.status == OrderStatus.PENDING_PAYMENT.value, Order.expires_at <= now)
@@ -406,7 +407,7 @@ def redrive_stuck_orders(db: Database, *, stuck_after: float, batch: int = 100, 
     re-drive is harmless; last_redriven_at keeps it to one per stuck_after period."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=stuck_after)
-    with db.unit_of_work() as uow:
+    with unit_of_work(db) as uow:
         stuck = uow.session.scalars(
             select(Order)
             .where(

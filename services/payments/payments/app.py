@@ -9,14 +9,14 @@ from fastapi import FastAPI
 from payments import api
 from payments.audit import ProviderLogger
 from payments.bkash_adapter import BkashGateway
-from payments.handlers import build_handlers
+from payments.handlers import register_handlers
 from payments.service import PaymentService
 from payments.settings import PaymentsSettings
 from payments.stripe_adapter import StripeGateway
 from shopkit.bus import Transport
-from shopkit.consumer import EventDispatcher
 from shopkit.jobs import PeriodicJob
-from shopkit.runtime import ServiceRuntime
+from shopkit.lifecycle import ServiceRuntime
+from shopkit.webapp import create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -34,10 +34,9 @@ def create_app(settings: PaymentsSettings | None = None, *, transport: Transport
     bkash = BkashGateway(settings, logger)
     bkash_holder.append(bkash)
     service = PaymentService(runtime.db, settings, StripeGateway(settings, logger), bkash, logger)
-    # The handlers need the service, which needs the runtime's database: wire them in after.
-    runtime.dispatcher = EventDispatcher(runtime.db, build_handlers(service))
+    register_handlers(runtime.handlers, service)
     runtime.jobs.append(PeriodicJob("payments-sweeper", settings.sweep_interval, service.sweep))
-    app = runtime.create_app(title="Shop payments")
+    app = create_service_app(runtime, title="Shop payments")
     app.state.payments = service
     app.include_router(api.router)
     return app

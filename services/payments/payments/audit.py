@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from payments.domain import redact, scrub
 from payments.models import ProviderLog
 from shopkit.db import Database
+from shopkit.uow import unit_of_work
 
 log = logging.getLogger("payments.audit")
 
@@ -80,7 +81,7 @@ class ProviderLogger:
             joined.add(row)
             return
         try:
-            with self.db.unit_of_work() as uow:
+            with unit_of_work(self.db) as uow:
                 uow.session.add(row)
                 uow.commit()
         except Exception:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from sqlalchemy import select
 
@@ -12,13 +11,14 @@ from payments.audit import for_payment, logged_in
 from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
 from payments.models import PayableOrder, Payment, utcnow
 from payments.service import PaymentService
-from shopkit.consumer import Handlers
-from shopkit.db import UnitOfWork, upsert_insert
+from shopkit.consumer import EventHandlers
+from shopkit.db import upsert_insert
+from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("payments.handlers")
 
 
-def build_handlers(service: PaymentService) -> Handlers:
+def register_handlers(handlers: EventHandlers, service: PaymentService) -> None:
     def on_order_placed(event: OrderPlaced, uow: UnitOfWork) -> None:
         # One statement: a new order becomes payable; if OrderCancelled overtook OrderPlaced the row
         # exists already and stays cancelled, but learns what the order owed.
@@ -82,9 +82,6 @@ def build_handlers(service: PaymentService) -> Handlers:
         # The ledger row is written here; the sweeper asks the provider once this has committed.
         service.request_refund(event.payment_id, event.order_id, event.reason, uow)
 
-    handlers: dict[type, list[Callable[..., None]]] = {
-        OrderPlaced: [on_order_placed],
-        OrderCancelled: [on_order_cancelled],
-        RefundRequested: [on_refund_requested],
-    }
-    return handlers  # type: ignore[return-value]
+    handlers.add(OrderPlaced, on_order_placed, name="order-placed")
+    handlers.add(OrderCancelled, on_order_cancelled, name="order-cancelled")
+    handlers.add(RefundRequested, on_refund_requested, name="refund-requested")

@@ -39,8 +39,9 @@ from payments.models import PayableOrder, Payment, Refund, WebhookEvent, utcnow
 from payments.settings import PaymentsSettings
 from payments.stripe_adapter import ProviderUnavailable, StripeGateway
 from shopkit.auth import Principal
-from shopkit.db import Database, UnitOfWork
+from shopkit.db import Database
 from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from shopkit.uow import UnitOfWork, unit_of_work
 
 log = logging.getLogger("payments.service")
 
@@ -78,7 +79,7 @@ class PaymentService:
         self, principal: Principal, order_id: uuid.UUID, provider: str, idempotency_key: str | None
     ) -> StartedPayment:
         sessions_to_expire: list[str] = []
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             session = uow.session
             if idempotency_key:
                 existing = session.scalars(
@@ -158,14 +159,14 @@ class PaymentService:
                     reference, url = str(answer["paymentID"]), str(answer["bkashURL"])
         except (ProviderUnavailable, BkashRefused, BkashUnavailable) as exc:
             log.warning("provider refused to open a payment", extra={"payment_id": str(payment.id), "error": str(exc)})
-            with self.db.unit_of_work() as uow:
+            with unit_of_work(self.db) as uow:
                 row = uow.session.get(Payment, payment.id, with_for_update=True)
                 if row is not None and row.status == PaymentStatus.INITIATED:
                     row.status = PaymentStatus.FAILED
                     row.failure_reason = f"the provider could not open the payment: {exc}"[:1000]
                     uow.commit()
             raise ServiceUnavailable(f"{payment.provider} is not available right now; try again") from exc
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             row = uow.session.get(Payment, payment.id, with_for_update=True)
             assert row is not None
             row.provider_reference = reference
@@ -186,7 +187,7 @@ class PaymentService:
     # Reading
 
     def get_payment(self, principal: Principal, payment_id: uuid.UUID) -> Payment:
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             payment = uow.session.get(Payment, payment_id)
         if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
             raise NotFound("no such payment")
@@ -200,7 +201,7 @@ class PaymentService:
             query = query.where(Payment.order_id == order_id)
         if not principal.is_admin:
             query = query.where(Payment.user_id == principal.user_id)
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             total = uow.session.scalar(select(func.count()).select_from(query.subquery())) or 0
             items = list(
                 uow.session.scalars(
@@ -334,7 +335,7 @@ class PaymentService:
         return self.open_refund(uow, payment, reason)
 
     def admin_refund(self, payment_id: uuid.UUID, reason: str) -> Payment:
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             payment = uow.session.get(Payment, payment_id, with_for_update=True)
             if payment is None:
                 raise NotFound("no such payment")
@@ -344,14 +345,14 @@ class PaymentService:
             uow.commit()
         if refund_id is not None:
             self.run_refund(refund_id)
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             refreshed = uow.session.get(Payment, payment_id)
             assert refreshed is not None
             return refreshed
 
     def run_refund(self, refund_id: uuid.UUID) -> None:
         """Ask the provider for a pending ledger row's refund, once per lease, then record the outcome."""
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             claimed = uow.session.execute(  # type: ignore[attr-defined]
                 update(Refund)
                 .where(
@@ -374,7 +375,7 @@ class PaymentService:
             log.warning(
                 "refund failed at the provider; will retry", extra={"refund_id": str(refund_id), "error": str(exc)}
             )
-            with self.db.unit_of_work() as uow:
+            with unit_of_work(self.db) as uow:
                 uow.session.execute(
                     update(Refund)
                     .where(Refund.id == refund_id)
@@ -385,7 +386,7 @@ class PaymentService:
                 )
                 uow.commit()
             return
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             refund_row = uow.session.get(Refund, refund_id, with_for_update=True)
             payment_row = uow.session.get(Payment, payment.id, with_for_update=True)
             assert refund_row is not None and payment_row is not None
@@ -442,7 +443,7 @@ class PaymentService:
         return str(answer.get("refundTrxID") or "") or None
 
     def run_pending_refunds(self) -> int:
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             due = list(
                 uow.session.scalars(
                     select(Refund.id)
@@ -461,7 +462,7 @@ class PaymentService:
 
     def store_stripe_event(self, event: dict[str, Any]) -> uuid.UUID | None:
         """Keep the verified event; None if this event id was stored before (a redelivery)."""
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             existing = uow.session.scalars(
                 select(WebhookEvent).where(
                     WebhookEvent.provider == "stripe", WebhookEvent.provider_event_id == str(event["id"])
@@ -485,7 +486,7 @@ class PaymentService:
 
     def process_stripe_event(self, event_row_id: uuid.UUID) -> None:
         refund_id: uuid.UUID | None = None
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             row = uow.session.get(WebhookEvent, event_row_id, with_for_update=True)
             if row is None or row.processed_at is not None:
                 return
@@ -497,7 +498,7 @@ class PaymentService:
             self.run_refund(refund_id)
 
     def process_stored_events(self) -> int:
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             pending = list(
                 uow.session.scalars(
                     select(WebhookEvent.id)
@@ -603,7 +604,7 @@ class PaymentService:
     # bKash callback
 
     def bkash_callback(self, payment_reference: str, status: str) -> Payment:
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             payment = uow.session.scalars(
                 select(Payment).where(Payment.provider == "bkash", Payment.provider_reference == payment_reference)
             ).first()
@@ -616,7 +617,7 @@ class PaymentService:
                 outcome, answer = self._query(payment_reference)
             fallback = PaymentStatus.CANCELLED if status == "cancel" else PaymentStatus.FAILED
             self._settle_bkash(payment.id, outcome, answer, pending_means=fallback)
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             current = uow.session.get(Payment, payment.id)
             assert current is not None
             return current
@@ -624,7 +625,7 @@ class PaymentService:
     def _execute_once(self, payment_id: uuid.UUID) -> None:
         # The transition initiated → executing is the guard: a reloaded callback finds it taken and
         # only reads the state, so Execute is called at most once per payment.
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             claimed = uow.session.execute(  # type: ignore[attr-defined]
                 update(Payment)
                 .where(Payment.id == payment_id, Payment.status == PaymentStatus.INITIATED)
@@ -655,7 +656,7 @@ class PaymentService:
         self, payment_id: uuid.UUID, outcome: BkashOutcome, answer: dict[str, Any], *, pending_means: PaymentStatus
     ) -> None:
         refund_id: uuid.UUID | None = None
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             payment = self._lock_payment(uow.session, payment_id)
             if payment is None:
                 return
@@ -694,7 +695,7 @@ class PaymentService:
     def settle_stuck_executions(self) -> int:
         """A process that died mid-Execute leaves `executing`: Query decides, as for a timeout."""
         cutoff = utcnow() - timedelta(seconds=self.settings.bkash_stuck_after)
-        with self.db.unit_of_work() as uow:
+        with unit_of_work(self.db) as uow:
             stuck = [
                 (p.id, p.provider_reference)
                 for p in uow.session.scalars(select(Payment).where(Payment.status == PaymentStatus.EXECUTING).limit(50))

@@ -36,7 +36,7 @@ def _assert_problem(response: Any, status: int) -> dict[str, Any]:
 
 
 def _users(api: Any) -> int:
-    with api.runtime.db.unit_of_work() as uow:
+    with api.runtime.uow() as uow:
         return int(uow.session.scalar(select(func.count()).select_from(User)) or 0)
 
 

@@ -13,6 +13,7 @@ from auth import create_admin
 from auth.models import User
 from auth.settings import AuthSettings
 from shopkit.db import Database
+from shopkit.uow import unit_of_work
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def _answers(monkeypatch: pytest.MonkeyPatch, *answers: str) -> None:
 def _users() -> dict[str, str]:
     db = Database(AuthSettings().service_database_url("auth"), service="auth")
     try:
-        with db.unit_of_work() as uow:
+        with unit_of_work(db) as uow:
             return {user.email: user.role for user in uow.session.scalars(select(User)).all()}
     finally:
         db.dispose()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def _user_row(api: Any, email: str) -> User | None:
-    with api.runtime.db.unit_of_work() as uow:
+    with api.runtime.uow() as uow:
         return uow.session.scalar(select(User).where(User.email == email))
 
 
@@ -68,7 +68,7 @@ def test_duplicate_email_is_409_whatever_its_case(pg_api: Any) -> None:
     )
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
-    with pg_api.runtime.db.unit_of_work() as uow:
+    with pg_api.runtime.uow() as uow:
         assert len(uow.session.scalars(select(User).where(User.email == "karim@example.com")).all()) == 1
 
 
@@ -98,7 +98,7 @@ def test_sixth_failed_login_is_429_until_the_window_passes_and_other_accounts_ar
     assert pg_api.try_login("TARGET@example.com").status_code == 429
     pg_api.login("bystander@example.com")
 
-    with pg_api.runtime.db.unit_of_work() as uow:  # fifteen minutes pass
+    with pg_api.runtime.uow() as uow:  # fifteen minutes pass
         uow.session.execute(update(LoginFailure).values(failed_at=LoginFailure.failed_at - timedelta(minutes=16)))
         uow.commit()
     pg_api.login("target@example.com")
@@ -134,7 +134,7 @@ def test_refresh_tokens_rotate_and_a_replay_revokes_the_family(pg_api: Any) -> N
     assert pg_api.refresh(third["refresh_token"]).status_code == 401
     assert pg_api.refresh(other_session["refresh_token"]).status_code == 200
 
-    with pg_api.runtime.db.unit_of_work() as uow:
+    with pg_api.runtime.uow() as uow:
         rows = uow.session.scalars(select(RefreshToken)).all()
         stored = {row.token_hash for row in rows}
     for token in (first, second, third, other_session):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def _failures(api: Any, email: str) -> int:
-    with api.runtime.db.unit_of_work() as uow:
+    with api.runtime.uow() as uow:
         count = uow.session.scalar(select(func.count()).where(LoginFailure.email == email))
     return int(count or 0)
 
@@ -65,7 +65,7 @@ def test_logout_ends_that_session_only(sqlite_api: Any) -> None:
 def test_an_expired_refresh_token_is_401(sqlite_api: Any) -> None:
     sqlite_api.register("late@example.com")
     tokens = sqlite_api.login("late@example.com")
-    with sqlite_api.runtime.db.unit_of_work() as uow:
+    with sqlite_api.runtime.uow() as uow:
         for row in uow.session.scalars(select(RefreshToken)).all():
             row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
         uow.commit()
@@ -76,7 +76,7 @@ def test_pruning_forgets_only_what_no_longer_counts(sqlite_api: Any) -> None:
     user = sqlite_api.register("prune@example.com")
     live = sqlite_api.login("prune@example.com")
     now = datetime.now(UTC)
-    with sqlite_api.runtime.db.unit_of_work() as uow:
+    with sqlite_api.runtime.uow() as uow:
         uow.session.add_all(
             [
                 LoginFailure(id=uuid.uuid4(), email="old@example.com", failed_at=now - timedelta(minutes=16)),
@@ -92,7 +92,7 @@ def test_pruning_forgets_only_what_no_longer_counts(sqlite_api: Any) -> None:
             ]
         )
         uow.commit()
-    with sqlite_api.runtime.db.unit_of_work() as uow:
+    with sqlite_api.runtime.uow() as uow:
         assert service.prune_expired(uow, login_window=timedelta(minutes=15)) == (1, 1)
     assert _failures(sqlite_api, "old@example.com") == 0
     assert _failures(sqlite_api, "recent@example.com") == 1

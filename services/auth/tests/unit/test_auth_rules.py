@@ -154,6 +154,7 @@ def _production(tmp_path: Path, **overrides: str) -> AuthSettings:
         "database_url": "postgresql://shop@db/shop",
         "amqp_url": "amqp://shop@mq/",
         "db_role_password": "role-secret",
+        "internal_token": "a-long-random-service-to-service-secret-0123",
         "jwt_public_key": keys.public_pem.decode(),
         "jwt_private_key": (keys.private_pem or b"").decode(),
         "admin_password": "a-real-admin-secret",

@@ -62,7 +62,7 @@ def new_product(client: TestClient, admin: Headers, **overrides: Any) -> dict[st
 def ledger_total(client: TestClient, product_id: str) -> tuple[int, int]:
     """(stock, sum of the ledger's deltas) of a product, read from the database."""
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    with runtime.db.unit_of_work() as uow:
+    with runtime.uow() as uow:
         pid = uuid.UUID(product_id)
         stock = uow.session.scalar(select(Product.stock).where(Product.id == pid))
         total = uow.session.scalar(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -33,8 +33,10 @@ async def test_payment_succeeded_on_the_bus_comes_back_as_stock_committed(
     observer = RabbitMQTransport(amqp_url, exchange=f"{bus_namespace}shop.events")
     answers: asyncio.Queue[Envelope] = asyncio.Queue()
 
-    async def collect(envelope: Envelope) -> None:
-        await answers.put(envelope)
+    async def collect(envelopes: Sequence[Envelope]) -> list[BaseException | None]:
+        for envelope in envelopes:
+            await answers.put(envelope)
+        return [None] * len(envelopes)
 
     with TestClient(create_app(settings)) as client:
         admin = auth_headers(settings, "admin")

@@ -18,6 +18,7 @@ from contracts import Envelope
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.outbox import outbox
+from shopkit.uow import unit_of_work
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +190,7 @@ def test_a_rejected_order_stays_rejected_even_after_a_restock(
     product = seed_product(pg_db, stock=1)
     first = payment_succeeded({product: 2})
     pg_dispatcher.handle(first)
-    with pg_db.unit_of_work() as uow:
+    with unit_of_work(pg_db) as uow:
         uow.session.get(Product, product).stock = 10  # type: ignore[union-attr]
         uow.session.add(
             StockMovement(

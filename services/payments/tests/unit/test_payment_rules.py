@@ -77,6 +77,7 @@ def test_production_refuses_default_provider_secrets() -> None:
         "amqp_url": "amqp://mq/",
         "jwt_public_key": "pem",
         "db_role_password": "x",
+        "internal_token": "a-long-random-service-to-service-secret-0123",
     }
     with pytest.raises(ValueError, match="STRIPE_SECRET_KEY"):
         PaymentsSettings(**base)

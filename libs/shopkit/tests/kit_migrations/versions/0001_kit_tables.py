@@ -1,12 +1,9 @@
-"""The kit's outbox and inbox tables, for the kit's own runtime tests.
+"""The kit's tables at their latest version, for the kit's own runtime tests.
 
 Revision ID: 0001
 """
 
-from alembic import op
-
-from shopkit import inbox, outbox  # noqa: F401  (registers the tables on kit_metadata)
-from shopkit.db import kit_metadata
+from shopkit import kit_tables
 
 revision = "0001"
 down_revision = None
@@ -15,8 +12,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    kit_metadata.create_all(op.get_bind())
+    kit_tables.upgrade(0, kit_tables.LATEST)
 
 
 def downgrade() -> None:
-    kit_metadata.drop_all(op.get_bind())
+    kit_tables.downgrade(kit_tables.LATEST, 0)

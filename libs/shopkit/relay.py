@@ -1,0 +1,214 @@
+"""The outbox relay: publishes pending outbox rows in batches and marks them sent only once the broker
+confirmed them (at-least-once; the consumers' inbox makes the effect exactly-once)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.engine import Connection
+
+from contracts import Envelope
+from shopkit import tracing
+from shopkit.bus import Transport, TransportUnavailable
+from shopkit.db import Database
+from shopkit.outbox import DEAD, PENDING, SENT, outbox
+
+log = logging.getLogger("shopkit.relay")
+
+T = TypeVar("T")
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows in batches. Several relays (replicas) may run at once: each claims
+    its batch with FOR UPDATE SKIP LOCKED, and holds the lock until the broker confirmed and the rows
+    are marked sent, so a row is never published by two relays at once; a relay killed between the
+    confirm and the commit leaves the rows pending and they are published again (consumers dedupe).
+
+    On SQLite (the all-in-one process: one relay per service, no replicas) no lock is held while
+    publishing: the in-process bus returns only once the consumers' transactions have committed, and
+    a transaction held open meanwhile would block every writer of this service's database, the
+    consumers of its own events included."""
+
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 0.5,
+        max_attempts: int = 10,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Called after a commit that wrote to the outbox, from any thread."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:
+            pass  # the loop closed meanwhile (shutdown): nothing left to wake
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.db.on_outbox_write = self.wake
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.db.service}")
+
+    async def stop(self) -> None:
+        if self.db.on_outbox_write == self.wake:  # leave another relay's hook on a shared Database alone
+            self.db.on_outbox_write = None
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            # Cleared before publishing, so a commit made while a batch is in flight wakes the next round
+            # instead of waiting for the poll interval.
+            self._wake.clear()
+            try:
+                sent = await self.publish_once()
+                backoff = self.poll_interval
+                if sent == self.batch_size:
+                    continue
+            except TransportUnavailable as exc:
+                log.warning("broker unavailable, outbox relay backs off", extra={"error": str(exc)})
+                backoff = min(backoff * 2, 10.0)
+                # Every commit would wake us again while the broker is down: back off regardless.
+                await asyncio.sleep(backoff)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                backoff = min(backoff * 2, 10.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+
+    async def publish_once(self) -> int:
+        """Claim, publish and mark one batch. Returns how many rows were marked sent."""
+        if self.db.is_sqlite:
+            return await self._publish_unlocked()
+        claimed = await _in_thread(self._open_and_claim)
+        if claimed is None:
+            return 0
+        connection, rows = claimed
+        try:
+            envelopes = [Envelope.model_validate(row.envelope) for row in rows]
+            _trace_publishing(self.db.service, envelopes)
+            failures = await self.transport.publish(envelopes)
+            await _in_thread(self._mark, connection, rows, failures)
+        except BaseException:
+            await _in_thread(_rollback, connection)
+            raise
+        finally:
+            await _in_thread(connection.close)
+        return len(rows) - len(failures)
+
+    async def _publish_unlocked(self) -> int:
+        rows = await _in_thread(self._read_pending)
+        if not rows:
+            return 0
+        envelopes = [Envelope.model_validate(row.envelope) for row in rows]
+        _trace_publishing(self.db.service, envelopes)
+        failures = await self.transport.publish(envelopes)
+        await _in_thread(self._mark_apart, rows, failures)
+        return len(rows) - len(failures)
+
+    def _read_pending(self) -> list[Row[Any]]:
+        with self.db.engine.connect() as connection:
+            return list(connection.execute(self._pending()).all())
+
+    def _mark_apart(self, rows: Sequence[Row[Any]], failures: dict[str, str]) -> None:
+        with self.db.engine.connect() as connection:
+            self._mark(connection, rows, failures)
+
+    def _pending(self) -> Any:
+        return (
+            select(outbox.c.id, outbox.c.envelope, outbox.c.attempts)
+            .where(outbox.c.status == PENDING)
+            .order_by(outbox.c.created_at)
+            .limit(self.batch_size)
+        )
+
+    def _open_and_claim(self) -> tuple[Connection, list[Row[Any]]] | None:
+        connection = self.db.engine.connect()
+        try:
+            rows = self._claim(connection)
+        except BaseException:
+            connection.close()
+            raise
+        if not rows:
+            connection.rollback()
+            connection.close()
+            return None
+        return connection, rows
+
+    def _claim(self, connection: Connection) -> list[Row[Any]]:
+        return list(connection.execute(self._pending().with_for_update(skip_locked=True)).all())
+
+    def _mark(self, connection: Connection, rows: Sequence[Row[Any]], failures: dict[str, str]) -> None:
+        now = datetime.now(UTC)
+        sent_ids = [row.id for row in rows if str(row.id) not in failures]
+        if sent_ids:
+            connection.execute(update(outbox).where(outbox.c.id.in_(sent_ids)).values(status=SENT, published_at=now))
+        for row in rows:
+            error = failures.get(str(row.id))
+            if error is None:
+                continue
+            attempts = row.attempts + 1
+            status = DEAD if attempts >= self.max_attempts else PENDING
+            if status == DEAD:
+                log.error("outbox message is dead after %s attempts", attempts, extra={"event_id": str(row.id)})
+            connection.execute(
+                update(outbox)
+                .where(outbox.c.id == row.id)
+                .values(attempts=attempts, last_error=error[:2000], status=status)
+            )
+        connection.commit()
+
+
+def _trace_publishing(service: str, envelopes: list[Envelope]) -> None:
+    if not tracing.enabled():
+        return
+    for envelope in envelopes:
+        with tracing.span(
+            f"publish {envelope.type}", service=service, parent=envelope.traceparent, kind=tracing.PRODUCER
+        ):
+            pass
+
+
+def _rollback(connection: Connection) -> None:
+    if connection.in_transaction():
+        connection.rollback()
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking DB call in a thread and see it through even if we are cancelled meanwhile: the
+    connection must not be touched by the clean-up while the call is still using it."""
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
