@@ -14,6 +14,10 @@ from yarl import URL
 from gateway.forwarding import HOP_BY_HOP
 from shopkit.problems import problem_response
 
+# What a service's answer keeps of its headers: its Content-Length, none of its hop-by-hop ones.
+_NOT_RETURNED = HOP_BY_HOP - {b"content-length"}
+_WHOLE_BODY_BYTES = 64 * 1024
+
 
 class Outbound:
     """One request as the gateway passes it on: the path it decided on, the raw target it forwards
@@ -72,12 +76,13 @@ class HttpUpstream:
             async with self._client().request(
                 scope["method"], url, data=request.body or None, headers=outgoing, allow_redirects=False
             ) as response:
-                response_headers = [
-                    (k.lower(), v)
-                    for k, v in response.raw_headers
-                    if k.lower() not in HOP_BY_HOP or k.lower() == b"content-length"
-                ]
+                response_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _NOT_RETURNED]
                 await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+                length = response.content_length
+                if length is not None and length <= _WHOLE_BODY_BYTES:
+                    # Most answers are small JSON: one body message instead of a stream and its end.
+                    await send({"type": "http.response.body", "body": await response.read(), "more_body": False})
+                    return
                 async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
