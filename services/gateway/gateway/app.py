@@ -140,7 +140,12 @@ class Gateway:
         incoming = Incoming(scope["headers"])
         user = self._authenticate(incoming.authorization)
         client = client_address(scope.get("client"), incoming.forwarded_for, self.trusted_proxies)
-        await self._limit(path, user, client)
+        if self.settings.rate_limit_enabled:
+            limit, key = self._limit_for(path, user, client)
+            # Without Redis the decision is local and synchronous: no coroutine on the hot path.
+            wait = await self.limiter.take(limit, key) if self.limiter.shared else self.limiter.take_local(limit, key)
+            if wait:
+                raise TooManyRequests("too many requests; slow down", headers={"Retry-After": retry_after_header(wait)})
         body = await _read_body(receive, self.settings.max_body_bytes)
         headers = incoming.passed_on
         headers.append((b"x-forwarded-for", client.encode("latin-1")))
@@ -158,18 +163,12 @@ class Gateway:
             raise Unauthenticated("expected 'Authorization: Bearer <token>'")
         return str(self.verifier.verify(token.strip()).user_id)
 
-    async def _limit(self, path: str, user: str | None, client: str) -> None:
-        if not self.settings.rate_limit_enabled:
-            return
+    def _limit_for(self, path: str, user: str | None, client: str) -> tuple[Limit, str]:
         if is_provider_callback(path):
-            limit, key = self.callback_limit, client
-        elif user is not None:
-            limit, key = self.user_limit, user
-        else:
-            limit, key = self.address_limit, client
-        wait = await self.limiter.take(limit, key)
-        if wait:
-            raise TooManyRequests("too many requests; slow down", headers={"Retry-After": retry_after_header(wait)})
+            return self.callback_limit, client
+        if user is not None:
+            return self.user_limit, user
+        return self.address_limit, client
 
 
 async def _alive() -> str | None:

@@ -130,8 +130,16 @@ class RateLimiter:
         self._probing = False
         _show_backend("local")
 
+    @property
+    def shared(self) -> bool:
+        """Whether decisions go to Redis (then `take`); else `take_local` decides alone."""
+        return self._redis is not None
+
     def local(self, limit: Limit) -> TokenBuckets:
         return self._local[limit.name]
+
+    def take_local(self, limit: Limit, key: str) -> float:
+        return self._counted(limit, self._local[limit.name].take(key))
 
     async def take(self, limit: Limit, key: str) -> float:
         """0 when the caller may go on, else the seconds until it may."""
