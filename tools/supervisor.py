@@ -1,6 +1,6 @@
 """Distributed mode: one process per service, plus the provider sandboxes, against PostgreSQL and RabbitMQ.
 
-    python -m tools.supervisor [--replicas catalog=2,orders=2] [--env KEY=VALUE ...] [--only a,b]
+    python -m tools.supervisor [--replicas catalog=2,gateway=2] [--env KEY=VALUE ...] [--only a,b]
                                [--log-dir var/log] [--base-port 8000]
 
 It provisions the database (schemas and roles), starts every process, waits until each answers its
@@ -40,7 +40,10 @@ PROCESSES: dict[str, tuple[str, int, str | None]] = {
 }
 SERVICES = ("auth", "catalog", "orders", "payments")
 # Replica k (k >= 2) of a service listens on base + 100 * (k - 1) + its offset: catalog-2 on 8102.
+# Gateway replicas share the public port (SO_REUSEPORT); each has its own internal port (metrics,
+# readiness) at base + 90 + 100 * (k - 1): gateway-2's on 8190.
 REPLICA_PORT_STEP = 100
+GATEWAY_INTERNAL_OFFSET = 90
 
 MIN_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
@@ -63,6 +66,8 @@ class Member:
     next_start_at: float = 0.0
     # True while the process is down on purpose (stop, restart, a kill the caller restarts itself).
     held: bool = False
+    internal_port: int | None = None
+    reuse_port: bool = False
     peak_rss_mb: float = 0.0
     log_handle: IO[bytes] | None = field(default=None, repr=False)
 
@@ -75,8 +80,8 @@ def parse_replicas(text: str) -> dict[str, int]:
     replicas: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, count = part.partition("=")
-        if name not in SERVICES or not count.isdigit() or int(count) < 1:
-            known = ", ".join(SERVICES)
+        if name not in (*SERVICES, "gateway") or not count.isdigit() or int(count) < 1:
+            known = ", ".join((*SERVICES, "gateway"))
             raise ValueError(f"bad replica spec {part!r}: use service=N with a service of {known}")
         replicas[name] = int(count)
     return replicas
@@ -97,7 +102,7 @@ def free_base_port(replicas: Mapping[str, int] | None = None, start: int = 20000
     import random
     import socket
 
-    offsets = [o for _, o, _ in PROCESSES.values()]
+    offsets = [o for _, o, _ in PROCESSES.values()] + [GATEWAY_INTERNAL_OFFSET]
     most = max([1, *(replicas or {}).values()])
     plan = [REPLICA_PORT_STEP * k + o for k in range(most) for o in offsets]
     for _ in range(200):
@@ -177,8 +182,13 @@ class Cluster:
             count = (replicas or {}).get(name, 1)
             for k in range(1, count + 1):
                 member_name = name if k == 1 else f"{name}-{k}"
-                port = base_port + REPLICA_PORT_STEP * (k - 1) + offset
-                self.members[member_name] = Member(member_name, module, port, ready)
+                if name == "gateway":
+                    internal = base_port + REPLICA_PORT_STEP * (k - 1) + GATEWAY_INTERNAL_OFFSET
+                    member = Member(member_name, module, base_port + offset, ready, internal_port=internal)
+                    member.reuse_port = count > 1
+                else:
+                    member = Member(member_name, module, base_port + REPLICA_PORT_STEP * (k - 1) + offset, ready)
+                self.members[member_name] = member
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -190,6 +200,10 @@ class Cluster:
 
     def url(self, name: str) -> str:
         return f"http://{self.host}:{self.port(name)}"
+
+    def internal_url(self, name: str) -> str:
+        """A gateway replica's own port (/metrics, /readyz): its public port may be shared."""
+        return f"http://{self.host}:{self.members[name].internal_port}"
 
     @property
     def names(self) -> list[str]:
@@ -230,7 +244,8 @@ class Cluster:
 
     def command(self, name: str) -> list[str]:
         member = self.members[name]
-        return [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
+        command = [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
+        return [*command, "--reuse-port"] if member.reuse_port else command
 
     # Life cycle
 
@@ -252,6 +267,9 @@ class Cluster:
 
     def _spawn(self, member: Member) -> None:
         command = self.command(member.name)
+        env = self.environment()
+        if member.internal_port is not None:
+            env["SHOP_GATEWAY_INTERNAL_PORT"] = str(member.internal_port)
         if member.log_handle is None and self.log_dir:
             member.log_handle = open(self.log_dir / f"{member.name}.log", "ab")
         output = member.log_handle
@@ -261,7 +279,7 @@ class Cluster:
         member.process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
-            env=self.environment(),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT if output is not None else None,
@@ -310,7 +328,9 @@ class Cluster:
         member = self.members[name]
         if not member.alive:
             return False
-        status = _http_status(f"{self.url(name)}{member.ready_path or '/'}")
+        # A replica sharing its port is asked on its own: the shared one may answer for another.
+        base = self.internal_url(name) if member.reuse_port else self.url(name)
+        status = _http_status(f"{base}{member.ready_path or '/'}")
         return status == 200 if member.ready_path else status is not None
 
     def wait_ready(
@@ -441,7 +461,7 @@ class Cluster:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.supervisor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--replicas", default="", help="extra replicas, e.g. catalog=2,orders=2")
+    parser.add_argument("--replicas", default="", help="extra replicas, e.g. catalog=2,orders=2,gateway=2")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="set for every process")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(PROCESSES)}")
     parser.add_argument("--log-dir", type=Path, default=None, help="write <dir>/<name>.log per process")

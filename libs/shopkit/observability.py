@@ -178,6 +178,22 @@ def _header(scope: Scope, name: bytes) -> str | None:
 ReadinessCheck = Callable[[], Awaitable[str | None]]
 
 
+async def failed_checks(checks: dict[str, ReadinessCheck]) -> dict[str, str]:
+    """The readiness checks that fail, each with what its check says is wrong. A check that raises is
+    logged with its exception and answered only as "unavailable": exception text names hosts, roles
+    and ports, and a readiness answer may be read by anyone who can reach the port."""
+    failures = {}
+    for name, check in checks.items():
+        try:
+            problem = await check()
+        except Exception:
+            log.warning("readiness check %s failed", name, exc_info=True)
+            problem = "unavailable"
+        if problem:
+            failures[name] = problem
+    return failures
+
+
 def health_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry = REGISTRY) -> APIRouter:
     """/healthz: the process is alive. /readyz: every dependency answers (each check returns None or
     what is wrong). /metrics: Prometheus text format."""
@@ -189,14 +205,7 @@ def health_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        failures = {}
-        for name, check in checks.items():
-            try:
-                problem = await check()
-            except Exception as exc:
-                problem = repr(exc)
-            if problem:
-                failures[name] = problem
+        failures = await failed_checks(checks)
         if failures:
             return JSONResponse({"status": "unavailable", "checks": failures}, status_code=503)
         return JSONResponse({"status": "ok", "checks": {name: "ok" for name in checks}})

@@ -1,19 +1,28 @@
-"""Start one service under uvicorn: `python -m <service> [--host H] [--port P]`."""
+"""Start one service under uvicorn: `python -m <service> [--host H] [--port P] [--reuse-port]`."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+import socket
+import sys
 from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
 
 
-def serve(factory: Callable[[], FastAPI], *, name: str, default_port: int) -> None:
+def serve(factory: Callable[[], FastAPI], *, name: str, default_port: int, proxy_headers: bool = True) -> None:
+    """`proxy_headers=False` for a process that faces clients itself (the gateway): uvicorn would
+    otherwise take the client address from X-Forwarded-For whenever the peer is 127.0.0.1."""
     parser = argparse.ArgumentParser(prog=f"python -m {name}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, so that several processes share the port (the kernel spreads connections)",
+    )
     args = parser.parse_args()
     app = factory()
     # Everything imported and built so far lives as long as the process: move it out of the collector's
@@ -22,11 +31,29 @@ def serve(factory: Callable[[], FastAPI], *, name: str, default_port: int) -> No
     gc.freeze()
     # And collect the young generation less often: requests allocate many short-lived objects.
     gc.set_threshold(10_000, 20, 20)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=args.host,
         port=args.port,
         log_level="warning",
         access_log=False,
+        proxy_headers=proxy_headers,
         timeout_graceful_shutdown=5,
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=[shared_socket(args.host, args.port)] if args.reuse_port else None)
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run answers a failed start-up with: the supervisor restarts the process
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes of this user may bind too (Linux balances new
+    connections across them). Bound and listening before the app starts, so a replica that is
+    starting already queues its share of connections instead of refusing them."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    return sock

@@ -1,4 +1,5 @@
 from gateway.app import create_app
 from shopkit.serve import serve
 
-serve(create_app, name="gateway", default_port=8000)  # type: ignore[arg-type]
+# The gateway faces clients: it decides their address itself (SHOP_TRUSTED_PROXIES), never uvicorn.
+serve(create_app, name="gateway", default_port=8000, proxy_headers=False)  # type: ignore[arg-type]

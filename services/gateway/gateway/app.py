@@ -1,5 +1,9 @@
-"""The gateway: routes /api/<area> to the owning service, checks JWTs early, limits request rates,
-gives every request an id, and serves one merged OpenAPI document."""
+"""The gateway: the shop's only public door. It routes /api/<area> to the owning service, checks JWTs
+early, limits request rates, gives every request an id, and serves one merged OpenAPI document.
+
+Every decision (routing, the token pre-check, which limit applies) is taken on one path, decoded once
+from the raw request target (gateway.paths refuses every spelling that could be read another way
+behind it), and the raw target is forwarded byte for byte."""
 
 from __future__ import annotations
 
@@ -11,13 +15,19 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.forwarding import Incoming, client_address
+from gateway.internal import InternalPort
+from gateway.limiter import RateLimiter
 from gateway.openapi import MergedOpenAPI
-from gateway.ratelimit import TokenBuckets, retry_after_header
+from gateway.paths import check_query, normalise, raw_path_of
+from gateway.ratelimit import Limit, retry_after_header
+from gateway.routing import SITE_PATHS, is_mounted, is_provider_callback, route_for
 from gateway.settings import GatewaySettings
-from gateway.upstream import HOP_BY_HOP, AsgiUpstream, HttpUpstream, Upstream
+from gateway.upstream import AsgiUpstream, HttpUpstream, Outbound, Upstream
 from shopkit.auth import TokenVerifier, load_keys
-from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, health_router
+from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, failed_checks
 from shopkit.problems import (
+    NotFound,
     Problem,
     TooManyRequests,
     Unauthenticated,
@@ -25,26 +35,9 @@ from shopkit.problems import (
     problem_response,
 )
 
-# Path prefix → service. Anything else under /api is 404 here; /internal is never routed.
-ROUTES: dict[str, str] = {
-    "/api/auth": "auth",
-    "/api/products": "catalog",
-    "/api/orders": "orders",
-    "/api/payments": "payments",
-}
-# Provider callbacks come from the provider or the customer's browser: never rate limited.
-UNLIMITED_PREFIXES = ("/api/payments/webhooks/", "/api/payments/bkash/callback")
-
-
-def route_for(path: str) -> str | None:
-    for prefix, service in ROUTES.items():
-        if path == prefix or path.startswith(prefix + "/"):
-            return service
-    return None
-
 
 class Gateway:
-    """Pure ASGI in front of the upstreams; a FastAPI app serves docs, health and metrics."""
+    """Pure ASGI in front of the upstreams; a FastAPI app serves docs and health."""
 
     def __init__(
         self,
@@ -55,29 +48,59 @@ class Gateway:
         readiness: Mapping[str, ReadinessCheck] | None = None,
     ) -> None:
         self.settings = settings
-        self.readiness = dict(readiness or {})
+        self.readiness: dict[str, ReadinessCheck] = {"gateway": _alive, **(readiness or {})}
         self.upstreams = dict(upstreams)
         self.extra_mounts = dict(extra_mounts or {})
+        self.mounts = tuple(self.extra_mounts)
+        self.trusted_proxies = settings.trusted_proxies
         self.verifier = TokenVerifier(load_keys(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-        self.user_buckets = TokenBuckets(settings.rate_limit_user_rate, settings.rate_limit_user_burst)
-        self.anon_buckets = TokenBuckets(settings.rate_limit_anon_rate, settings.rate_limit_anon_burst)
+        self.user_limit = Limit("user", settings.rate_limit_user_rate, settings.rate_limit_user_burst)
+        self.address_limit = Limit("address", settings.rate_limit_anon_rate, settings.rate_limit_anon_burst)
+        self.callback_limit = Limit("callback", settings.rate_limit_callback_rate, settings.rate_limit_callback_burst)
+        self.limiter = RateLimiter(
+            (self.user_limit, self.address_limit, self.callback_limit),
+            max_keys=settings.rate_limit_max_keys,
+            redis_url=settings.rate_limit_redis_url,
+            redis_prefix=settings.rate_limit_redis_prefix,
+            redis_timeout=settings.rate_limit_redis_timeout,
+        )
+        self.internal = (
+            InternalPort(settings.gateway_internal_host, settings.gateway_internal_port, ready=self.is_ready)
+            if settings.gateway_internal_port
+            else None
+        )
         self.openapi = MergedOpenAPI(list(self.upstreams.values()), cache_seconds=settings.openapi_cache_seconds)
         self.site = self._site()
 
-    def _site(self) -> FastAPI:
-        @asynccontextmanager
-        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-            yield
-            for upstream in self.upstreams.values():
-                await upstream.close()
+    async def is_ready(self) -> bool:
+        return not await failed_checks(self.readiness)
 
-        app = FastAPI(title="Shop gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.limiter.connect()
+        if self.internal is not None:
+            await self.internal.start()
+        yield
+        if self.internal is not None:
+            await self.internal.stop()
+        await self.limiter.close()
+        for upstream in self.upstreams.values():
+            await upstream.close()
+
+    def _site(self) -> FastAPI:
+        app = FastAPI(title="Shop gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=self._lifespan)
         install_problem_handlers(app)
 
-        async def ready() -> str | None:
-            return None
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
 
-        app.include_router(health_router({"gateway": ready, **self.readiness}))
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> JSONResponse:
+            # Status only: what is down, and why, is in the logs, not in a public answer.
+            if await self.is_ready():
+                return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "unavailable"}, status_code=503)
 
         @app.get("/openapi.json", include_in_schema=False)
         async def openapi() -> JSONResponse:
@@ -95,61 +118,61 @@ class Gateway:
         if scope["type"] != "http":
             await self.site(scope, receive, send)
             return
-        service = route_for(scope["path"])
-        if service is None:
-            if scope["path"].startswith(("/api/", "/internal")) or scope["path"] == "/api":
-                await problem_response(404, "no such route")(scope, receive, send)
-                return
-            await self.site(scope, receive, send)
-            return
         try:
-            principal_key = self._authenticate(scope)
-            self._limit(scope, principal_key)
-            body = await _read_body(receive, self.settings.max_body_bytes)
+            raw_path = scope.get("raw_path") or raw_path_of(scope["path"])
+            path = normalise(raw_path)
+            service = route_for(path)
+            if service is None:
+                if path in SITE_PATHS or is_mounted(path, self.mounts):
+                    await self.site(scope, receive, send)
+                    return
+                raise NotFound("no such route")
+            request = await self._admit(scope, receive, path, raw_path)
         except Problem as problem:
             response = problem_response(problem.status, problem.detail, title=problem.title, headers=problem.headers)
             await response(scope, receive, send)
             return
-        await self.upstreams[service].forward(scope, body, send, self._forward_headers(scope))
+        await self.upstreams[service].forward(scope, request, send)
 
-    def _authenticate(self, scope: Scope) -> str | None:
+    async def _admit(self, scope: Scope, receive: Receive, path: str, raw_path: bytes) -> Outbound:
+        """The request as it goes upstream, once its token, its rate and its body have passed."""
+        check_query(scope.get("query_string", b""))
+        incoming = Incoming(scope["headers"])
+        user = self._authenticate(incoming.authorization)
+        client = client_address(scope.get("client"), incoming.forwarded_for, self.trusted_proxies)
+        if self.settings.rate_limit_enabled:
+            limit, key = self._limit_for(path, user, client)
+            # Without Redis the decision is local and synchronous: no coroutine on the hot path.
+            wait = await self.limiter.take(limit, key) if self.limiter.shared else self.limiter.take_local(limit, key)
+            if wait:
+                raise TooManyRequests("too many requests; slow down", headers={"Retry-After": retry_after_header(wait)})
+        body = await _read_body(receive, self.settings.max_body_bytes)
+        headers = incoming.passed_on
+        headers.append((b"x-forwarded-for", client.encode("latin-1")))
+        headers.append((b"x-forwarded-proto", b"https" if scope.get("scheme") == "https" else b"http"))
+        if incoming.host is not None:
+            headers.append((b"x-forwarded-host", incoming.host))
+        return Outbound(path, raw_path, client, headers, body)
+
+    def _authenticate(self, header: bytes | None) -> str | None:
         """Refuse a bad token here, before it costs an upstream call; services verify again."""
-        header = _header(scope, b"authorization")
         if not header:
             return None
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = header.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("expected 'Authorization: Bearer <token>'")
         return str(self.verifier.verify(token.strip()).user_id)
 
-    def _limit(self, scope: Scope, user: str | None) -> None:
-        if not self.settings.rate_limit_enabled or scope["path"].startswith(UNLIMITED_PREFIXES):
-            return
+    def _limit_for(self, path: str, user: str | None, client: str) -> tuple[Limit, str]:
+        if is_provider_callback(path):
+            return self.callback_limit, client
         if user is not None:
-            wait = self.user_buckets.take(user)
-        else:
-            wait = self.anon_buckets.take(self._client_ip(scope))
-        if wait:
-            raise TooManyRequests("too many requests; slow down", headers={"Retry-After": retry_after_header(wait)})
+            return self.user_limit, user
+        return self.address_limit, client
 
-    def _client_ip(self, scope: Scope) -> str:
-        if self.settings.trust_forwarded_for:
-            forwarded = _header(scope, b"x-forwarded-for")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
-        client = scope.get("client")
-        return client[0] if client else "unknown"
 
-    def _forward_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        headers = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP and not k.startswith(b"x-forwarded-")]
-        client_ip = self._client_ip(scope)
-        previous = _header(scope, b"x-forwarded-for") if self.settings.trust_forwarded_for else None
-        headers.append((b"x-forwarded-for", f"{previous}, {client_ip}".encode() if previous else client_ip.encode()))
-        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
-        host = _header(scope, b"host")
-        if host:
-            headers.append((b"x-forwarded-host", host.encode("latin-1")))
-        return headers
+async def _alive() -> str | None:
+    return None
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -167,13 +190,6 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def http_upstreams(settings: GatewaySettings) -> dict[str, Upstream]:

@@ -9,31 +9,37 @@ from typing import Protocol
 
 import aiohttp
 from starlette.types import ASGIApp, Scope, Send
+from yarl import URL
 
+from gateway.forwarding import HOP_BY_HOP
 from shopkit.problems import problem_response
 
-# Hop-by-hop headers (RFC 9110 7.6.1) belong to one connection and are never forwarded.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-    }
-)
+# What a service's answer keeps of its headers: its Content-Length, none of its hop-by-hop ones.
+_NOT_RETURNED = HOP_BY_HOP - {b"content-length"}
+_WHOLE_BODY_BYTES = 64 * 1024
+
+
+class Outbound:
+    """One request as the gateway passes it on: the path it decided on, the raw target it forwards
+    (byte for byte as the client sent it, so nothing behind re-reads it differently), the client
+    address it decided on, and the headers it keeps."""
+
+    __slots__ = ("body", "client", "headers", "path", "raw_path")
+
+    def __init__(
+        self, path: str, raw_path: bytes, client: str, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        self.path = path
+        self.raw_path = raw_path
+        self.client = client
+        self.headers = headers
+        self.body = body
 
 
 class Upstream(Protocol):
     name: str
 
-    async def forward(self, scope: Scope, body: bytes, send: Send, headers: list[tuple[bytes, bytes]]) -> None: ...
+    async def forward(self, scope: Scope, request: Outbound, send: Send) -> None: ...
 
     async def get_json(self, path: str) -> object: ...
 
@@ -57,22 +63,26 @@ class HttpUpstream:
             )
         return self._session
 
-    async def forward(self, scope: Scope, body: bytes, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        path = scope.get("raw_path") or scope["path"].encode()
-        url = self.base_url + path.decode("latin-1")
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        outgoing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+    async def forward(self, scope: Scope, request: Outbound, send: Send) -> None:
+        target = request.raw_path
+        query = scope.get("query_string")
+        if query:
+            target += b"?" + query
+        # encoded=True: yarl would otherwise resolve dot segments and decode escapes, and the service
+        # would be asked for another path than the one the gateway decided on.
+        url = URL(self.base_url + target.decode("ascii"), encoded=True)
+        outgoing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
         try:
             async with self._client().request(
-                scope["method"], url, data=body or None, headers=outgoing, allow_redirects=False
+                scope["method"], url, data=request.body or None, headers=outgoing, allow_redirects=False
             ) as response:
-                response_headers = [
-                    (k.lower(), v)
-                    for k, v in response.raw_headers
-                    if k.lower() not in HOP_BY_HOP or k.lower() == b"content-length"
-                ]
+                response_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _NOT_RETURNED]
                 await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
+                length = response.content_length
+                if length is not None and length <= _WHOLE_BODY_BYTES:
+                    # Most answers are small JSON: one body message instead of a stream and its end.
+                    await send({"type": "http.response.body", "body": await response.read(), "more_body": False})
+                    return
                 async for chunk in response.content.iter_any():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -98,7 +108,8 @@ class AsgiUpstream:
         self.name = name
         self.app = app
 
-    async def forward(self, scope: Scope, body: bytes, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+    async def forward(self, scope: Scope, request: Outbound, send: Send) -> None:
+        body = request.body
         sent = False
 
         async def receive() -> dict[str, object]:
@@ -110,7 +121,9 @@ class AsgiUpstream:
             return {"type": "http.disconnect"}
 
         inner = dict(scope)
-        inner["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
+        inner["path"], inner["raw_path"] = request.path, request.raw_path
+        inner["client"] = (request.client, 0)
+        inner["headers"] = [*request.headers, (b"content-length", str(len(body)).encode())]
         inner.pop("app", None)
         inner.pop("router", None)
         inner.pop("route", None)

@@ -30,6 +30,31 @@ def test_memory_is_bounded_by_dropping_refilled_buckets() -> None:
     assert len(buckets._buckets) == 1
 
 
+def test_a_full_table_evicts_the_least_recently_used_bucket_only() -> None:
+    buckets = TokenBuckets(rate=0.001, burst=2, max_keys=3)
+    for key in ("a", "b", "c"):
+        buckets.take(key, now=0.0)
+        buckets.take(key, now=0.0)
+        assert buckets.take(key, now=0.0) > 0  # every caller is out of tokens
+    buckets.take("a", now=1.0)  # a was used last: b is now the least recently used
+    assert buckets.take("newcomer", now=2.0) == 0
+    assert len(buckets) == 3
+    assert buckets.take("a", now=3.0) > 0  # kept: still limited
+    assert buckets.take("c", now=3.0) > 0  # kept: still limited
+    assert buckets.take("b", now=3.0) == 0  # evicted, so it starts again with a full bucket
+
+
+def test_a_flood_of_new_keys_never_resets_a_recently_active_caller() -> None:
+    buckets = TokenBuckets(rate=0.001, burst=1, max_keys=100)
+    buckets.take("victim-of-limits", now=0.0)
+    for i in range(10_000):
+        now = i / 1000
+        if i % 50 == 0:  # the limited caller keeps trying, and stays limited
+            assert buckets.take("victim-of-limits", now=now) > 0
+        buckets.take(f"spoofed-{i}", now=now)
+        assert len(buckets) <= 100
+
+
 def test_retry_after_is_whole_seconds_at_least_one() -> None:
     assert retry_after_header(0.01) == "1"
     assert retry_after_header(2.2) == "3"
@@ -43,6 +68,7 @@ def test_retry_after_is_whole_seconds_at_least_one() -> None:
         ("/api/products/123/stock-movements", "catalog"),
         ("/api/orders/", "orders"),
         ("/api/payments/webhooks/stripe", "payments"),
+        ("/api/categories", "catalog"),
         ("/api/productsX", None),
         ("/internal/products/lookup", None),
         ("/docs", None),
