@@ -107,6 +107,7 @@ test-e2e: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/shopkit libs/contracts $(foreach s,auth catalog orders payments gateway,services/$(s)/$(s)) sandbox allinone tools
 
 up:

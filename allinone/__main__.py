@@ -8,6 +8,7 @@ import os
 import uvicorn
 
 from allinone.app import create_app
+from shopkit.serve import KEEP_ALIVE_SECONDS
 from shopkit.settings import KitSettings
 
 
@@ -26,7 +27,18 @@ def main() -> None:
         f"  Data          {KitSettings().var_dir}/*.db (SQLite)\n",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        # The gateway in this process decides the client address itself (SHOP_TRUSTED_PROXIES);
+        # uvicorn would take it from X-Forwarded-For whenever the peer is 127.0.0.1.
+        proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=5,
+    )
 
 
 if __name__ == "__main__":

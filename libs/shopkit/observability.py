@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shopkit import tracing
 
 log = logging.getLogger("shopkit.observability")
+access = logging.getLogger("shop.access")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -76,10 +77,13 @@ class RequestContextMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware: it costs a task per request). Gives every request an id
     (kept from X-Request-ID when the caller sent one), refuses oversized bodies with 413, counts."""
 
-    def __init__(self, app: ASGIApp, *, service: str, max_body_bytes: int = 1_000_000) -> None:
+    def __init__(
+        self, app: ASGIApp, *, service: str, max_body_bytes: int = 1_000_000, access_log: bool = False
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,8 +140,19 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
+            elapsed = time.perf_counter() - started
             REQUESTS.labels(self.service, scope["method"], path, str(status_holder["status"])).inc()
-            LATENCY.labels(self.service, path).observe(time.perf_counter() - started)
+            LATENCY.labels(self.service, path).observe(elapsed)
+            if self.access_log:
+                access.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope.get("path"),
+                        "status": status_holder["status"],
+                        "ms": round(elapsed * 1000, 1),
+                    },
+                )
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
+KEEP_ALIVE_SECONDS = 75
+
 
 def serve(factory: Callable[[], FastAPI], *, name: str, default_port: int, proxy_headers: bool = True) -> None:
     """`proxy_headers=False` for a process that faces clients itself (the gateway): uvicorn would
@@ -38,6 +40,9 @@ def serve(factory: Callable[[], FastAPI], *, name: str, default_port: int, proxy
         log_level="warning",
         access_log=False,
         proxy_headers=proxy_headers,
+        # Longer than the callers' idle keep-alive (the gateway's and ServiceClient's 30 s): a server
+        # that closes an idle connection first races the caller reusing it, who then reads a reset (502).
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)

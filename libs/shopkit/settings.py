@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
@@ -18,6 +18,8 @@ class KitSettings(BaseSettings):
     """What every service reads. A service's settings inherit this and add their own keys."""
 
     model_config = SettingsConfigDict(env_prefix="SHOP_", env_file=".env", extra="ignore")
+    # The gateway holds no data and sends no events: production does not ask it for either URL.
+    uses_database_and_bus: ClassVar[bool] = True
 
     environment: Literal["development", "test", "production"] = "development"
     var_dir: Path = Path("var")
@@ -79,9 +81,9 @@ class KitSettings(BaseSettings):
 
     def production_problems(self) -> list[str]:
         problems = []
-        if not self.database_url:
+        if self.uses_database_and_bus and not self.database_url:
             problems.append("SHOP_DATABASE_URL is not set")
-        if not self.amqp_url:
+        if self.uses_database_and_bus and not self.amqp_url:
             problems.append("SHOP_AMQP_URL is not set")
         if not self.jwt_public_key:
             problems.append("SHOP_JWT_PUBLIC_KEY is not set")

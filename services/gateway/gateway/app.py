@@ -24,6 +24,7 @@ from gateway.ratelimit import Limit, retry_after_header
 from gateway.routing import SITE_PATHS, is_mounted, is_provider_callback, route_for
 from gateway.settings import GatewaySettings
 from gateway.upstream import AsgiUpstream, HttpUpstream, Outbound, Upstream
+from shopkit import tracing
 from shopkit.auth import TokenVerifier, load_keys
 from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, failed_checks
 from shopkit.problems import (
@@ -149,6 +150,9 @@ class Gateway:
         body = await _read_body(receive, self.settings.max_body_bytes)
         headers = incoming.passed_on
         headers.append((b"x-forwarded-for", client.encode("latin-1")))
+        traceparent = tracing.current_traceparent()
+        if traceparent:
+            headers.append((b"traceparent", traceparent.encode("ascii")))
         headers.append((b"x-forwarded-proto", b"https" if scope.get("scheme") == "https" else b"http"))
         if incoming.host is not None:
             headers.append((b"x-forwarded-host", incoming.host))
@@ -216,5 +220,8 @@ def create_app(
     """`readiness`: extra checks for /readyz (the all-in-one mode adds every in-process service's)."""
     settings = settings or GatewaySettings()
     configure_logging(settings.log_level, settings.log_json)
+    tracing.configure("gateway")
     gateway = Gateway(settings, upstreams or http_upstreams(settings), extra_mounts=extra_mounts, readiness=readiness)
-    return RequestContextMiddleware(gateway, service="gateway", max_body_bytes=settings.max_body_bytes)
+    return RequestContextMiddleware(
+        gateway, service="gateway", max_body_bytes=settings.max_body_bytes, access_log=settings.access_log
+    )

@@ -29,6 +29,8 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     SERVICE_TOKEN_HEADER.encode(),
     b"forwarded",
     b"x-real-ip",
+    # Replaced by the gateway's own span, so the services' spans are children of it (same trace).
+    b"traceparent",
 }
 
 

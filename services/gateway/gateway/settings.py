@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -10,6 +10,10 @@ from shopkit.settings import KitSettings
 
 
 class GatewaySettings(KitSettings):
+    uses_database_and_bus: ClassVar[bool] = False
+
+    # One JSON line per request at the edge (method, path, status, duration, trace id).
+    access_log: bool = True
     rate_limit_enabled: bool = True
     rate_limit_user_rate: Annotated[float, Field(gt=0)] = 50.0
     rate_limit_user_burst: Annotated[float, Field(ge=1)] = 100.0
