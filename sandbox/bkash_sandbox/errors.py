@@ -29,6 +29,7 @@ MESSAGES: dict[str, str] = {
     "2065": "Mandatory field missing",
     "2068": "Transaction has already been completed",
     "2069": "Transaction has already been cancelled",
+    "2074": "The transaction cannot be reversed",
     "2117": "Payment execution already been called before",
     "503": "System is undergoing maintenance. Please try again later",
 }

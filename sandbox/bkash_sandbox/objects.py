@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import secrets
-import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from sandbox.ids import UPPER_ALPHANUMERIC, random_string
+
 _DHAKA = timezone(timedelta(hours=6))
-_UPPER_ALNUM = string.ascii_uppercase + string.digits
 
 
-def random_code(length: int, alphabet: str = _UPPER_ALNUM) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+def random_code(length: int) -> str:
+    return random_string(length, UPPER_ALPHANUMERIC)
 
 
 def bkash_time(timestamp: float) -> str:
@@ -50,6 +49,9 @@ class Token:
     expires_at: float
     refresh_expires_at: float
 
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass
 class RefundRecord:
@@ -59,6 +61,13 @@ class RefundRecord:
     sku: str
     reason: str
     completed_at: float
+
+    def to_state(self) -> dict[str, Any]:
+        return {**asdict(self), "amount": str(self.amount)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RefundRecord:
+        return cls(**{**state, "amount": Decimal(state["amount"])})
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +107,24 @@ class Payment:
     @property
     def refunded(self) -> Decimal:
         return sum((refund.amount for refund in self.refunds), Decimal("0"))
+
+    def to_state(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["amount"] = str(self.amount)
+        state["refunds"] = [refund.to_state() for refund in self.refunds]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Payment:
+        return cls(
+            **{
+                **state,
+                "amount": Decimal(state["amount"]),
+                "status": TransactionStatus(state["status"]),
+                "step": CustomerStep(state["step"]),
+                "refunds": [RefundRecord.from_state(refund) for refund in state["refunds"]],
+            }
+        )
 
     def control_json(self) -> dict[str, Any]:
         """Everything the sandbox knows about the payment, for tests."""

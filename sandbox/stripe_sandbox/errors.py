@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 
@@ -66,3 +67,9 @@ def resource_missing(kind: str, object_id: str, *, param: str | None = None) -> 
         code="resource_missing",
         param=param or "id",
     )
+
+
+def cannot_expand(expand: list[str], expandable: Collection[str]) -> None:
+    for index, name in enumerate(expand):
+        if name not in expandable:
+            raise StripeError(400, f"This property cannot be expanded ({name}).", param=f"expand[{index}]")

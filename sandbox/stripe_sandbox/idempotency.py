@@ -6,18 +6,29 @@
 - Same key while the first request is still running: 409, which the library retries.
 - A request refused before the endpoint began executing stores nothing, so it may be retried.
 Keys are scoped to the API key (Stripe scopes them to the account) and forgotten after 24 h.
+With a state directory, a finished request's answer is stored in the same transaction as the
+objects it made, so a restarted sandbox still replays it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.persistence import Journal
+from sandbox.stripe_sandbox.account import Change
 from sandbox.stripe_sandbox.errors import StripeError
 
 KEY_TTL_SECONDS = 24 * 60 * 60
+Scope = tuple[str, str]
+
+
+def key_scope(api_key: str, idempotency_key: str) -> Scope:
+    # The API key is kept as a digest: stored state holds no secret.
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32], idempotency_key
 
 
 @dataclass(frozen=True)
@@ -35,12 +46,26 @@ class _Entry:
 
 
 class IdempotencyKeys:
-    def __init__(self, ttl_seconds: float = KEY_TTL_SECONDS) -> None:
+    def __init__(self, ttl_seconds: float = KEY_TTL_SECONDS, journal: Journal | None = None) -> None:
         self._ttl = ttl_seconds
+        self._journal = journal
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        # In the order the keys were first used, so the oldest (the first to expire) come first.
+        self._entries: dict[Scope, _Entry] = {}
 
-    def begin(self, scope: tuple[str, str], endpoint: str, fingerprint: str) -> SavedResponse | None:
+    def load(self) -> None:
+        if self._journal is None:
+            return
+        now = time.time()
+        with self._lock:
+            for row_key, state in self._journal.load("idempotency"):
+                entry = _Entry(state["endpoint"], state["fingerprint"], state["created"])
+                entry.response = SavedResponse(state["status"], state["body"])
+                if now - entry.created <= self._ttl:
+                    account_key, _, key = row_key.partition(" ")
+                    self._entries[(account_key, key)] = entry
+
+    def begin(self, scope: Scope, endpoint: str, fingerprint: str) -> SavedResponse | None:
         """Claim the key for a new request, or return the answer to replay; raise on a conflict."""
         key = scope[1]
         now = time.time()
@@ -76,13 +101,24 @@ class IdempotencyKeys:
                 )
             return entry.response
 
-    def finish(self, scope: tuple[str, str], response: SavedResponse) -> None:
+    def finish(self, scope: Scope, response: SavedResponse, change: Change) -> None:
+        """Keep the answer for replays; `change` stores it with the objects the request made."""
         with self._lock:
             entry = self._entries.get(scope)
-            if entry is not None:
-                entry.response = response
+            if entry is None:
+                return
+            entry.response = response
+            if self._journal is not None:
+                state = {
+                    "endpoint": entry.endpoint,
+                    "fingerprint": entry.fingerprint,
+                    "created": entry.created,
+                    "status": response.status,
+                    "body": response.body,
+                }
+                change.touch_row("idempotency", f"{scope[0]} {scope[1]}", state)
 
-    def release(self, scope: tuple[str, str]) -> None:
+    def release(self, scope: Scope) -> None:
         with self._lock:
             self._entries.pop(scope, None)
 
@@ -91,6 +127,9 @@ class IdempotencyKeys:
             self._entries.clear()
 
     def _forget_expired(self, now: float) -> None:
-        expired = [scope for scope, entry in self._entries.items() if now - entry.created > self._ttl]
-        for scope in expired:
+        # Oldest first: stop at the first key still alive instead of scanning every key per request.
+        while self._entries:
+            scope, entry = next(iter(self._entries.items()))
+            if now - entry.created <= self._ttl:
+                return
             del self._entries[scope]

@@ -1,18 +1,15 @@
-"""Stripe's objects as the sandbox keeps them, each able to render its API JSON."""
+"""Stripe's objects as the sandbox keeps them, each able to render its API JSON and its stored state."""
 
 from __future__ import annotations
 
-import copy
-import secrets
-import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-_ALPHANUMERIC = string.ascii_letters + string.digits
+from sandbox.ids import random_string
 
 
 def new_id(prefix: str, length: int = 24) -> str:
-    return prefix + "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+    return prefix + random_string(length)
 
 
 @dataclass
@@ -78,14 +75,22 @@ class CheckoutSession:
     def amount_total(self) -> int:
         return sum(item.amount_total for item in self.line_items)
 
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CheckoutSession:
+        return cls(**{**state, "line_items": [LineItem(**item) for item in state["line_items"]]})
+
     def to_json(self) -> dict[str, Any]:
+        amount_total = self.amount_total
         return {
             "id": self.id,
             "object": "checkout.session",
             "after_expiration": None,
             "allow_promotion_codes": None,
-            "amount_subtotal": self.amount_total,
-            "amount_total": self.amount_total,
+            "amount_subtotal": amount_total,
+            "amount_total": amount_total,
             "automatic_tax": {"enabled": False, "liability": None, "status": None},
             "billing_address_collection": None,
             "cancel_url": self.cancel_url,
@@ -95,7 +100,7 @@ class CheckoutSession:
             "currency": self.currency,
             "customer": None,
             "customer_creation": "if_required",
-            "customer_details": copy.deepcopy(self.customer_details),
+            "customer_details": dict(self.customer_details) if self.customer_details else None,
             "customer_email": self.customer_email,
             "expires_at": self.expires_at,
             "invoice": None,
@@ -126,6 +131,15 @@ class PaymentIntent:
     latest_charge: str
     payment_method: str
     client_secret: str
+    # succeeded; processing while a delayed payment method settles; requires_payment_method once it failed.
+    status: str = "succeeded"
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> PaymentIntent:
+        return cls(**state)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,7 +147,7 @@ class PaymentIntent:
             "object": "payment_intent",
             "amount": self.amount,
             "amount_capturable": 0,
-            "amount_received": self.amount,
+            "amount_received": self.amount if self.status == "succeeded" else 0,
             "capture_method": "automatic_async",
             "client_secret": self.client_secret,
             "confirmation_method": "automatic",
@@ -147,7 +161,7 @@ class PaymentIntent:
             "metadata": dict(self.metadata),
             "payment_method": self.payment_method,
             "payment_method_types": ["card"],
-            "status": "succeeded",
+            "status": self.status,
         }
 
 
@@ -161,33 +175,50 @@ class Charge:
     payment_method: str
     billing_email: str | None
     amount_refunded: int = 0
+    # succeeded, pending (a delayed payment method still settling) or failed.
+    status: str = "succeeded"
+    # Oldest first; the API shows them newest first.
+    refund_ids: list[str] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
         return self.amount - self.amount_refunded
 
+    @property
+    def refunded(self) -> bool:
+        # Stripe sets `refunded` only once the whole amount went back.
+        return self.amount_refunded >= self.amount
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Charge:
+        return cls(**state)
+
     def to_json(self) -> dict[str, Any]:
+        captured = self.status == "succeeded"
         return {
             "id": self.id,
             "object": "charge",
             "amount": self.amount,
-            "amount_captured": self.amount,
+            "amount_captured": self.amount if captured else 0,
             "amount_refunded": self.amount_refunded,
             "balance_transaction": None,
             "billing_details": {"address": None, "email": self.billing_email, "name": None, "phone": None},
-            "captured": True,
+            "captured": captured,
             "created": self.created,
             "currency": self.currency,
             "description": None,
             "disputed": False,
             "livemode": False,
             "metadata": {},
-            "outcome": {"network_status": "approved_by_network", "type": "authorized"},
-            "paid": True,
+            "outcome": {"network_status": "approved_by_network", "type": "authorized"} if captured else None,
+            "paid": captured,
             "payment_intent": self.payment_intent,
             "payment_method": self.payment_method,
-            "refunded": self.amount_refunded >= self.amount,
-            "status": "succeeded",
+            "refunded": self.refunded,
+            "status": self.status,
         }
 
 
@@ -201,6 +232,13 @@ class Refund:
     reason: str | None
     metadata: dict[str, str]
     created: int
+
+    def to_state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Refund:
+        return cls(**state)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -219,55 +257,4 @@ class Refund:
             "source_transfer_reversal": None,
             "status": "succeeded",
             "transfer_reversal": None,
-        }
-
-
-@dataclass
-class DeliveryAttempt:
-    at: float
-    url: str
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "url": self.url,
-            "status_code": self.status_code,
-            "error": self.error,
-            "duration_ms": self.duration_ms,
-            "succeeded": self.succeeded,
-        }
-
-
-@dataclass
-class EventRecord:
-    """An event and how its deliveries went.
-
-    The body is serialised once: retries and redeliveries send the same bytes, as Stripe does,
-    and only the signature's timestamp changes.
-    """
-
-    id: str
-    type: str
-    payload: dict[str, Any]
-    body: str
-    attempts: list[DeliveryAttempt] = field(default_factory=list)
-    # pending (being delivered or waiting for a retry), delivered, failed (retries exhausted),
-    # disabled (no webhook URL configured) or cancelled (the sandbox was reset).
-    delivery_status: str = "pending"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "created": self.payload["created"],
-            "delivery_status": self.delivery_status,
-            "attempts": [attempt.to_json() for attempt in self.attempts],
-            "event": copy.deepcopy(self.payload),
         }

@@ -44,6 +44,12 @@ def paid_page(session: CheckoutSession) -> str:
         # Stripe fills in the template variable when it sends the customer back.
         target = session.success_url.replace("{CHECKOUT_SESSION_ID}", session.id)
         link = f"<p><a id='return' href='{esc(target)}'>Return to the shop</a></p>"
+    if session.payment_status != "paid":
+        # A delayed payment method: the order is placed, the money arrives later.
+        state = f"Payment {esc(session.payment_intent)} is processing; you will hear once it clears."
+        return page(
+            "Payment processing", _summary(session) + f"<p id='status' data-status='processing'>{state}</p>{link}"
+        )
     return page(
         "Payment complete",
         _summary(session)

@@ -338,7 +338,7 @@ def test_session_past_expires_at_reads_as_expired_and_sends_expired(
 ) -> None:
     session = stripe_sandbox.client.v1.checkout.sessions.create(params=session_params())
     # Reaching in: no valid expires_at is less than 30 minutes away.
-    stripe_sandbox.app.state.account._sessions[session.id].expires_at = int(time.time()) - 1
+    stripe_sandbox.app.state.account.sessions[session.id].expires_at = int(time.time()) - 1
 
     assert stripe_sandbox.client.v1.checkout.sessions.retrieve(session.id).status == "expired"
     assert webhook_receiver.wait_for("checkout.session.expired")[0].data.object.id == session.id
