@@ -140,9 +140,7 @@ def test_webhook_signed_like_stripe_is_accepted_and_amount_mismatch_is_not_paid(
     # Acknowledged once stored; the events worker applies it a moment later.
     current = shop.wait_for(
         lambda: (
-            (body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())[
-                "status"
-            ]
+            (body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())["status"]
             != "initiated"
             and body
         )
