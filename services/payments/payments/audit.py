@@ -30,6 +30,7 @@ from shopkit.db import Database
 log = logging.getLogger("payments.audit")
 
 TABLE = cast(Table, ProviderLogRow.__table__)
+_INSERT = insert(TABLE)  # built once, like the kit's outbox insert
 # A JSON text that may hold a secret by name (a field such as "id_token": "..."); others are only
 # scrubbed of known secret values, which costs far less than parsing, redacting and dumping again.
 _SECRET_FIELD = re.compile(
@@ -139,7 +140,7 @@ class ProviderLog:
             return []
         entries = list(pending)
         pending.clear()
-        session.execute(insert(TABLE), entries)
+        session.execute(_INSERT, entries)
         return entries
 
     def put_back(self, entries: list[dict[str, Any]]) -> None:
@@ -150,7 +151,7 @@ class ProviderLog:
     def _write(self, entries: list[dict[str, Any]]) -> None:
         try:
             with self.db.engine.begin() as connection:
-                connection.execute(insert(TABLE), entries)
+                connection.execute(_INSERT, entries)
         except Exception:
             # An audit write must never turn a provider's answer into a lost payment.
             log.exception("could not write the provider log", extra={"entries": len(entries)})

@@ -28,9 +28,10 @@ def on_callback(context: PaymentsContext, reference: str, status: str, url: str,
     with context.audit.collecting():
         context.audit.inbound(bkash.name, "callback", url, dict(query))
         with context.uow() as uow:
-            payment_id = payment_with_reference(uow.session, bkash.name, reference)
-        if payment_id is None:
+            key = payment_with_reference(uow.session, bkash.name, reference)
+        if key is None:
             raise NotFound("no such bKash payment")
+        payment_id = key.id
         with for_payment(payment_id):
             if status == "success":
                 if _claim_execution(context, payment_id):

@@ -9,7 +9,7 @@ import logging
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from payments.audit import for_payment
 from payments.context import Lane, PaymentsContext, wake_after_commit
@@ -38,16 +38,17 @@ def cancel_at_provider(uow: UnitOfWork, payment: Payment) -> None:
     wake_after_commit(uow, Lane.PROVIDER)
 
 
+_DUE = (
+    select(Payment.id, Payment.provider, Payment.provider_reference)
+    .where(Payment.provider_cancel_due_at <= bindparam("now"))
+    .order_by(Payment.provider_cancel_due_at)
+    .limit(DUE_BATCH)
+)
+
+
 def run_due_cancellations(context: PaymentsContext) -> int:
     with context.uow() as uow:
-        due = list(
-            uow.session.execute(
-                select(Payment.id, Payment.provider, Payment.provider_reference)
-                .where(Payment.provider_cancel_due_at <= utcnow())
-                .order_by(Payment.provider_cancel_due_at)
-                .limit(DUE_BATCH)
-            )
-        )
+        due = list(uow.session.execute(_DUE, {"now": utcnow()}))
     for payment_id, provider, reference in due:
         cancel_one(context, payment_id, provider, reference)
     return len(due)

@@ -5,7 +5,7 @@ fulfilment went (OrderShipped, OrderDelivered), which decides whether a refund r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, select, update
 
@@ -24,32 +24,40 @@ def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced]) -> None
     its OrderPlaced keeps its row (and stays cancelled) but learns what it owed."""
     now = utcnow()
     latest = {event.order_id: event for event in events}  # one row per order in one statement
-    insert = upsert_insert(uow.session, ORDERS).values(
-        [
-            {
-                "order_id": event.order_id,
-                "user_id": event.user_id,
-                "amount": event.total_amount,
-                "currency": event.currency,
-                "lines": [line.model_dump(mode="json") for line in event.items],
-                "status": OrderStatus.PENDING_PAYMENT,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for event in latest.values()
-        ]
-    )
-    uow.session.execute(
-        insert.on_conflict_do_update(
+    rows = [
+        {
+            "order_id": event.order_id,
+            "user_id": event.user_id,
+            "amount": event.total_amount,
+            "currency": event.currency,
+            "lines": [line.model_dump(mode="json") for line in event.items],
+            "status": OrderStatus.PENDING_PAYMENT,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for event in latest.values()
+    ]
+    uow.session.execute(_upsert_orders(uow), rows)
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_orders(uow: UnitOfWork) -> Any:
+    """Built once per dialect, executed with the batch's rows (one multi-row INSERT ... ON CONFLICT)."""
+    dialect = uow.session.get_bind().dialect.name
+    if dialect not in _UPSERTS:
+        insert = upsert_insert(uow.session, ORDERS)
+        _UPSERTS[dialect] = insert.on_conflict_do_update(
             index_elements=[ORDERS.c.order_id],
             set_={
                 "amount": insert.excluded.amount,
                 "currency": insert.excluded.currency,
                 "lines": insert.excluded.lines,
-                "updated_at": now,
+                "updated_at": insert.excluded.updated_at,
             },
         )
-    )
+    return _UPSERTS[dialect]
 
 
 def record_order_cancelled(uow: UnitOfWork, event: OrderCancelled) -> None:

@@ -38,8 +38,8 @@ def apply_verdict(uow: UnitOfWork, verdict: ProviderVerdict) -> str:
         return ledger.record_provider_refunds(uow, verdict)
     if not verdict.reference:
         return "ignored: the provider named no payment of ours"
-    payment_id = payment_with_reference(uow.session, verdict.provider, verdict.reference)
-    order, payment = lock_payment(uow.session, payment_id) if payment_id else (None, None)
+    key = payment_with_reference(uow.session, verdict.provider, verdict.reference)
+    order, payment = lock_payment(uow.session, key.id, key.order_id) if key else (None, None)
     if payment is None:
         return "ignored: no payment has this provider reference"
     if verdict.outcome is Outcome.PAID:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from payments.audit import for_payment
 from payments.context import PaymentsContext
@@ -133,19 +133,20 @@ def refund_payment(
 # Asking the provider
 
 
+_DUE = (
+    select(Refund.id)
+    .where(
+        Refund.status == RefundStatus.PENDING,
+        or_(Refund.claimed_until.is_(None), Refund.claimed_until < bindparam("now")),
+    )
+    .order_by(Refund.created_at)
+    .limit(DUE_BATCH)
+)
+
+
 def run_due_refunds(context: PaymentsContext) -> int:
     with context.uow() as uow:
-        due = list(
-            uow.session.scalars(
-                select(Refund.id)
-                .where(
-                    Refund.status == RefundStatus.PENDING,
-                    or_(Refund.claimed_until.is_(None), Refund.claimed_until < utcnow()),
-                )
-                .order_by(Refund.created_at)
-                .limit(DUE_BATCH)
-            )
-        )
+        due = list(uow.session.scalars(_DUE, {"now": utcnow()}))
     for refund_id in due:
         run_refund(context, refund_id)
     return len(due)

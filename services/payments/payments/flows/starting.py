@@ -6,22 +6,38 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from payments.audit import for_payment
 from payments.context import PaymentsContext
 from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
 from payments.flows.cancellations import cancel_at_provider, cancel_payment
-from payments.flows.locks import lock_payment
-from payments.models import PayableOrder, Payment
+from payments.flows.locks import lock_order, lock_payment
+from payments.models import PayableOrder, Payment, utcnow
 from payments.providers.base import Checkout, OpenedPayment, PaymentProvider, ProviderRefused, ProviderUnavailable
 from shopkit.auth import Principal
 from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("payments.starting")
+
+PAYMENTS = cast(Table, Payment.__table__)
+# One statement on every payment started (built once): no locks needed, the row is ours.
+_RECORD_OPENED = (
+    update(PAYMENTS)
+    .where(PAYMENTS.c.id == bindparam("payment_id"))
+    .values(provider_reference=bindparam("reference"), redirect_url=bindparam("url"), updated_at=bindparam("now"))
+    .returning(PAYMENTS.c.status)
+)
+_WITH_KEY = select(Payment).where(Payment.user_id == bindparam("user_id"), Payment.idempotency_key == bindparam("key"))
+_OPEN_PAYMENTS = (
+    select(Payment)
+    .where(Payment.order_id == bindparam("order_id"), Payment.status.in_(OPEN_STATUSES))
+    .with_for_update()
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ def start_payment(
         except (ProviderUnavailable, ProviderRefused) as exc:
             _opening_failed(context, payment.id, str(exc))
             raise ServiceUnavailable(f"{provider.name} is not available right now; try again") from exc
-        return StartedPayment(_record_opened(context, payment.id, opened), created=True)
+        return StartedPayment(_record_opened(context, payment, opened), created=True)
 
 
 def _claim_with_retry(
@@ -71,9 +87,7 @@ def _claim(
 ) -> _Claimed:
     session = uow.session
     if key:
-        existing = session.scalar(
-            select(Payment).where(Payment.user_id == principal.user_id, Payment.idempotency_key == key)
-        )
+        existing = session.scalar(_WITH_KEY, {"user_id": principal.user_id, "key": key})
         if existing is not None:
             if existing.order_id != order_id or existing.provider != provider.name:
                 raise Conflict("this Idempotency-Key was already used for another payment request")
@@ -108,7 +122,7 @@ def _claim(
 def _payable_order(
     uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider
 ) -> PayableOrder:
-    order = uow.session.get(PayableOrder, order_id, with_for_update=True)
+    order = lock_order(uow.session, order_id)
     if order is None:
         raise Conflict(
             "this order is not payable yet: payments has not received it (it was probably just placed); "
@@ -127,9 +141,7 @@ def _payable_order(
 
 def _close_other_open_payments(uow: UnitOfWork, order_id: uuid.UUID, provider: str) -> Payment | None:
     """The open payment with this provider answers again; one with another provider is cancelled."""
-    open_payments = uow.session.scalars(
-        select(Payment).where(Payment.order_id == order_id, Payment.status.in_(OPEN_STATUSES)).with_for_update()
-    )
+    open_payments = uow.session.scalars(_OPEN_PAYMENTS, {"order_id": order_id})
     for payment in open_payments:
         if payment.provider == provider:
             return payment
@@ -150,15 +162,18 @@ def _opening_failed(context: PaymentsContext, payment_id: uuid.UUID, error: str)
         context.commit(uow)
 
 
-def _record_opened(context: PaymentsContext, payment_id: uuid.UUID, opened: OpenedPayment) -> Payment:
+def _record_opened(context: PaymentsContext, payment: Payment, opened: OpenedPayment) -> Payment:
     with context.uow() as uow:
-        _, payment = lock_payment(uow.session, payment_id)
-        assert payment is not None
-        payment.provider_reference = opened.reference
-        payment.redirect_url = opened.redirect_url
-        if payment.status == PaymentStatus.CANCELLED:
+        status = uow.session.execute(
+            _RECORD_OPENED,
+            {"payment_id": payment.id, "reference": opened.reference, "url": opened.redirect_url, "now": utcnow()},
+        ).scalar_one()
+        if status == PaymentStatus.CANCELLED:
             # Cancelled while the provider was opening it (OrderCancelled, another provider chosen):
             # it must not stay payable there.
-            cancel_at_provider(uow, payment)
+            _, cancelled = lock_payment(uow.session, payment.id)
+            assert cancelled is not None
+            cancel_at_provider(uow, cancelled)
         context.commit(uow)
-        return payment
+    payment.provider_reference, payment.redirect_url, payment.status = opened.reference, opened.redirect_url, status
+    return payment

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from payments.context import Lane, PaymentsContext, wake_after_commit
@@ -54,37 +54,40 @@ def store_event(uow: UnitOfWork, provider: str, event: dict[str, Any]) -> None:
     wake_after_commit(uow, Lane.EVENTS)
 
 
+# The oldest event not applied yet that no other worker (a replica) is applying: skip, never wait.
+_NEXT_EVENT = (
+    select(EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
+    .where(EVENTS.c.processed_at.is_(None))
+    .order_by(EVENTS.c.received_at)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_APPLIED = (
+    update(EVENTS)
+    .where(EVENTS.c.id == bindparam("event_row_id"))
+    .values(processed_at=bindparam("now"), outcome=bindparam("outcome"))
+)
+
+
 def process_stored_events(context: PaymentsContext) -> int:
-    with context.uow() as uow:
-        pending = list(
-            uow.session.scalars(
-                select(WebhookEvent.id)
-                .where(WebhookEvent.processed_at.is_(None))
-                .order_by(WebhookEvent.received_at)
-                .limit(BATCH)
-            )
-        )
-    for event_row_id in pending:
-        process_event(context, event_row_id)
-    return len(pending)
+    applied = 0
+    while applied < BATCH and process_next_event(context):
+        applied += 1
+    return applied
 
 
-def process_event(context: PaymentsContext, event_row_id: uuid.UUID) -> None:
+def process_next_event(context: PaymentsContext) -> bool:
     stripe = context.providers.stripe
     with context.uow() as uow:
-        # Another worker (a replica) holding it is applying it: skip rather than wait.
-        row = uow.session.scalar(
-            select(WebhookEvent)
-            .where(WebhookEvent.id == event_row_id, WebhookEvent.processed_at.is_(None))
-            .with_for_update(skip_locked=True)
-        )
+        row = uow.session.execute(_NEXT_EVENT).first()
         if row is None:
-            return
+            return False
         payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
         verdict = stripe.verdict_of_event(payload) if row.provider == stripe.name else None
-        row.outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
-        row.processed_at = utcnow()
+        outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
+        uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
         context.commit(uow)
+    return True
 
 
 def prune_processed(session: Session, older_than: timedelta) -> int:
