@@ -144,6 +144,28 @@ def test_a_webhook_is_stored_once_and_applied_after_the_acknowledgement(svc: Pay
     assert len(svc.rows("SELECT id FROM provider_log WHERE operation = 'webhook'")) == 3
 
 
+def test_an_event_that_cannot_be_applied_waits_and_does_not_hold_back_the_next(svc: Payments) -> None:
+    user = uuid.uuid4()
+    payment = starting.start_payment(svc.context, customer(user), svc.place_order(user), "stripe", None).payment
+    poison = json.loads(_completed(payment))
+    poison["data"]["object"]["amount_total"] = "not a number"
+    for event in (json.dumps(poison), _completed(payment)):
+        stripe_webhooks.receive_stripe_webhook(svc.context, event.encode(), _signed(svc, event), "http://shop/w")
+
+    assert stripe_webhooks.process_stored_events(svc.context) == 2
+
+    assert svc.payment(payment.id).status == PaymentStatus.SUCCEEDED  # the later event went through
+    [waiting] = svc.rows("SELECT attempts, retry_at, outcome FROM webhook_events WHERE processed_at IS NULL")
+    assert waiting.attempts == 1 and waiting.retry_at is not None and "ValueError" in waiting.outcome
+    for _ in range(stripe_webhooks.MAX_ATTEMPTS):
+        with svc.context.uow() as uow:
+            uow.session.execute(update(stripe_webhooks.EVENTS).values(retry_at=None))
+            uow.commit()
+        stripe_webhooks.process_stored_events(svc.context)
+    [set_aside] = svc.rows("SELECT attempts, processed_at FROM webhook_events WHERE attempts > 0")
+    assert set_aside.attempts == stripe_webhooks.MAX_ATTEMPTS and set_aside.processed_at is not None
+
+
 def test_a_rejected_webhook_is_logged_as_a_digest_never_its_body(svc: Payments) -> None:
     body = b'{"id": "evt_forged", "type": "checkout.session.completed", "filler": "' + b"x" * 50_000 + b'"}'
     headers = {"stripe-signature": "t=1,v1=deadbeef", "content-type": "application/json"}

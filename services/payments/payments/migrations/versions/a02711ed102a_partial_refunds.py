@@ -1,4 +1,5 @@
-"""partial refunds (refunded amount, restock per refund), fulfilment of orders, provider cancellations
+"""partial refunds (refunded amount, restock per refund), fulfilment of orders, provider cancellations,
+retries of webhook events
 
 Revision ID: a02711ed102a
 Revises: 09f0298fb39e
@@ -38,8 +39,16 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("restock", sa.Boolean(), nullable=False, server_default=sa.true()))
         batch_op.create_index("ix_refunds_status", ["status", "claimed_until"], unique=False)
 
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("retry_at", sa.DateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.drop_column("retry_at")
+        batch_op.drop_column("attempts")
+
     with op.batch_alter_table("refunds", schema=None) as batch_op:
         batch_op.drop_index("ix_refunds_status")
         batch_op.drop_column("restock")
