@@ -48,12 +48,14 @@ class Worker:
             self._thread = None
 
     def _run(self) -> None:
+        # A first round at start: what a previous process left (it died after a commit) goes on now.
         while not self._stopping.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
             for _ in range(MAX_ROUNDS):
                 if self._stopping.is_set() or not self._round():
                     break
+            # Work committed during the round set the event again: the wait returns at once.
+            self._wake.wait(self.interval)
+            self._wake.clear()
 
     def _round(self) -> bool:
         try:
