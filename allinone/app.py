@@ -23,6 +23,10 @@ def configure_environment(port: int) -> None:
     os.environ.setdefault("SHOP_SANDBOX_STRIPE_URL", f"{base}/sandbox/stripe")
     os.environ.setdefault("SHOP_SANDBOX_BKASH_URL", f"{base}/sandbox/bkash")
     os.environ.setdefault("SHOP_SANDBOX_STRIPE_WEBHOOK_URL", f"{base}/api/payments/webhooks/stripe")
+    # The sandboxes keep their state beside the services' databases, so a restarted shop still finds
+    # every session and payment at its "provider", as it would at the real ones.
+    var_dir = os.environ.get("SHOP_VAR_DIR", "var")
+    os.environ.setdefault("SHOP_SANDBOX_STATE_DIR", os.path.join(var_dir, "sandbox"))
     if KitSettings().environment != "production":
         os.environ.setdefault("SHOP_ADMIN_EMAIL", DEV_ADMIN_EMAIL)
         os.environ.setdefault("SHOP_ADMIN_PASSWORD", DEV_ADMIN_PASSWORD)

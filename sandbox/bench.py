@@ -10,6 +10,7 @@ without one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+ROUNDS = 4
 _KEY = {"Authorization": "Bearer sk_test_bench"}
 _SESSION_FORM = (
     "mode=payment&success_url=http://shop.test/ok&cancel_url=http://shop.test/no"
@@ -47,8 +49,9 @@ def free_port() -> int:
 
 
 class Receiver(BaseHTTPRequestHandler):
-    """The merchant's webhook endpoint at its cheapest: count, answer 204."""
+    """The merchant's webhook endpoint at its cheapest: count, answer 204, keep the connection."""
 
+    protocol_version = "HTTP/1.1"
     count = 0
     lock = threading.Lock()
 
@@ -57,7 +60,12 @@ class Receiver(BaseHTTPRequestHandler):
         with Receiver.lock:
             Receiver.count += 1
         self.send_response(204)
+        self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionError):  # the sandbox stopping mid-connection
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -87,11 +95,18 @@ def sandbox_process(module: str, env: dict[str, str]) -> Iterator[tuple[str, int
         process.wait(timeout=10)
 
 
-def measure(pid: int, count: int, run: Callable[[], None]) -> float:
-    """CPU-µs the sandbox process spent per request while `run` made `count` of them."""
-    before = cpu_seconds(pid)
-    run()
-    return (cpu_seconds(pid) - before) / count * 1e6
+def measure(pid: int, count: int, run: Callable[[int], None], rounds: int = ROUNDS) -> float:
+    """CPU-µs the sandbox process spent per request while `run(n)` made n of them, `count` in all.
+
+    The best of a few rounds: on a machine shared with other work, contention only ever adds.
+    """
+    per_round = max(count // rounds, 1)
+    best = float("inf")
+    for _ in range(rounds):
+        before = cpu_seconds(pid)
+        run(per_round)
+        best = min(best, (cpu_seconds(pid) - before) / per_round * 1e6)
+    return round(best)
 
 
 def wait_for_deliveries(expected: int, quiet: float = 5.0) -> int:
@@ -112,26 +127,29 @@ def bench_stripe(requests: int, webhook_url: str) -> dict[str, float]:
         urls: list[str] = []
         ids: list[str] = []
 
-        def create() -> None:
-            for _ in range(requests):
+        def create(count: int) -> None:
+            for _ in range(count):
                 session = http.post("/v1/checkout/sessions", content=_SESSION_FORM, headers=form).json()
                 urls.append(session["url"])
                 ids.append(session["id"])
 
-        def retrieve() -> None:
-            for session_id in ids:
+        def retrieve(count: int) -> None:
+            for session_id in ids[:count]:
                 http.get(f"/v1/checkout/sessions/{session_id}", headers=_KEY).raise_for_status()
 
-        def pay() -> None:
-            for url in urls:
-                http.post(f"{url}/pay", data={"outcome": "success"}).raise_for_status()
+        def pay(count: int) -> None:
+            expected = Receiver.count + count
+            for _ in range(count):
+                http.post(f"{urls.pop()}/pay", data={"outcome": "success"}).raise_for_status()
             if webhook_url:
-                results["delivered"] = wait_for_deliveries(requests)
+                wait_for_deliveries(expected)
 
         Receiver.count = 0
         results["create_session"] = measure(pid, requests, create)
         results["retrieve_session"] = measure(pid, requests, retrieve)
         results["pay" if not webhook_url else "pay_and_deliver"] = measure(pid, requests, pay)
+        if webhook_url:
+            results["delivered"] = Receiver.count
     return results
 
 
@@ -158,35 +176,34 @@ def bench_bkash(requests: int) -> dict[str, float]:
             "intent": "sale",
         }
 
-        def create() -> None:
-            for index in range(requests):
-                answer = http.post(
-                    "/tokenized/checkout/create",
-                    json={**body, "merchantInvoiceNumber": f"INV-{index}"},
-                    headers=headers,
-                ).json()
-                created.append(answer)
+        def create(count: int) -> None:
+            for _ in range(count):
+                invoice = {"merchantInvoiceNumber": f"INV-{len(created)}"}
+                created.append(
+                    http.post("/tokenized/checkout/create", json={**body, **invoice}, headers=headers).json()
+                )
 
-        def customer() -> None:
-            for payment in created:
+        def customer(count: int) -> None:
+            for payment in created[-count:]:
                 url = payment["bkashURL"]
                 http.post(f"{url}/wallet", data={"wallet": "01770618575"})
                 http.post(f"{url}/otp", data={"otp": "123456"})
                 http.post(f"{url}/pin", data={"pin": "12121"})
 
-        def execute() -> None:
-            for payment in created:
+        def execute(count: int) -> None:
+            for payment in created[-count:]:
                 http.post("/tokenized/checkout/execute", json={"paymentID": payment["paymentID"]}, headers=headers)
 
-        def query() -> None:
-            for payment in created:
+        def query(count: int) -> None:
+            for payment in created[:count]:
                 http.post(
                     "/tokenized/checkout/payment/status", json={"paymentID": payment["paymentID"]}, headers=headers
                 )
 
         results["create_payment"] = measure(pid, requests, create)
-        results["customer_pages_3_posts"] = measure(pid, requests, customer)
-        results["execute"] = measure(pid, requests, execute)
+        # Each round pays, then executes, the payments the round before it left: one round each.
+        results["customer_pages_3_posts"] = measure(pid, requests, customer, rounds=1)
+        results["execute"] = measure(pid, requests, execute, rounds=1)
         results["query"] = measure(pid, requests, query)
     return results
 
@@ -194,25 +211,22 @@ def bench_bkash(requests: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--only", choices=["stripe", "bkash"])
     args = parser.parse_args()
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     webhook_url = f"http://127.0.0.1:{receiver.server_address[1]}/webhook"
     try:
-        stripe_quiet = bench_stripe(args.requests, webhook_url="")
-        stripe_hooked = bench_stripe(args.requests, webhook_url=webhook_url)
-        bkash = bench_bkash(args.requests)
+        figures: dict[str, dict[str, float]] = {}
+        if args.only != "bkash":
+            quiet = bench_stripe(args.requests, webhook_url="")
+            hooked = bench_stripe(args.requests, webhook_url=webhook_url)
+            delivery = hooked["pay_and_deliver"] - quiet["pay"]
+            figures["stripe"] = {**hooked, **quiet, "webhook_delivery": delivery}
+        if args.only != "stripe":
+            figures["bkash"] = bench_bkash(args.requests)
     finally:
         receiver.shutdown()
-    figures = {
-        "stripe": {
-            **stripe_quiet,
-            "pay_and_deliver": stripe_hooked["pay_and_deliver"],
-            "webhook_delivery": stripe_hooked["pay_and_deliver"] - stripe_quiet["pay"],
-            "delivered": stripe_hooked["delivered"],
-        },
-        "bkash": bkash,
-    }
     print(json.dumps({"cpu_us_per_request": figures, "requests": args.requests}, indent=2))
 
 

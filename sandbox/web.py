@@ -1,14 +1,25 @@
-"""What both sandboxes need from HTTP: their public base URL, form bodies, HTML pages, a CLI."""
+"""What both sandboxes need from HTTP: their public base URL, bodies, HTML pages, a CLI.
+
+The sandboxes are plain Starlette apps rather than FastAPI ones: they run inside the benchmark,
+and FastAPI's per-request dependency solving and extra middleware cost about as much CPU as
+everything a sandbox does for a request.
+"""
 
 from __future__ import annotations
 
 import argparse
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import uvicorn
-from fastapi import FastAPI, Request
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def public_base_url(request: Request) -> str:
@@ -18,8 +29,32 @@ def public_base_url(request: Request) -> str:
     inside `parent.mount("/sandbox/stripe", app)` it would drop the prefix. The mount prefix is in
     the scope's `root_path`.
     """
-    root_path = str(request.scope.get("root_path", "")).rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{root_path}"
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    root_path = str(scope.get("root_path", "")).rstrip("/")
+    return f"{scope.get('scheme', 'http')}://{host}{root_path}"
+
+
+class InvalidControlBody(Exception):
+    def __init__(self, errors: Sequence[Mapping[str, object]]) -> None:
+        super().__init__("invalid control body")
+        self.errors = errors
+
+
+async def control_body(request: Request, model: type[Model]) -> Model:
+    """A control's JSON body as `model`; a bad one is answered 422, as FastAPI would."""
+    try:
+        return model.model_validate_json(await request.body() or b"{}")
+    except ValidationError as exc:
+        raise InvalidControlBody(exc.errors(include_url=False, include_context=False)) from None
+
+
+async def invalid_control_body(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidControlBody)
+    return JSONResponse({"detail": [dict(error) for error in exc.errors]}, status_code=422)
 
 
 def form_fields(body: bytes) -> dict[str, str]:
@@ -57,11 +92,13 @@ def page(title: str, body: str) -> str:
     )
 
 
-def run_cli(description: str, create_app: Callable[[], FastAPI], default_port: int) -> None:
-    """`python -m sandbox.<provider>_sandbox [--host H] [--port P]`."""
+def run_cli(description: str, create_app: Callable[[], ASGIApp], default_port: int) -> None:
+    """`python -m sandbox.<provider>_sandbox [--host H] [--port P] [--access-log]`."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--log-level", default="info")
+    # Off by default, like the services': a log line per request is CPU the benchmark would measure.
+    parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)

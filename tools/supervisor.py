@@ -212,6 +212,13 @@ class Cluster:
         # glibc gives each thread that allocates its own malloc arena; with a threadpool that is most
         # of a service's resident memory and none of its speed. Two arenas are plenty here.
         env.setdefault("MALLOC_ARENA_MAX", "2")
+        env.update(self.wiring())
+        env.update(self.extra_env)
+        return env
+
+    def wiring(self) -> dict[str, str]:
+        """The variables that connect the processes to each other, the database and the broker (the
+        compose file and the Kubernetes manifests are checked against these)."""
         gateway = self.url("gateway")
         wiring = {
             "SHOP_PUBLIC_URL": gateway,
@@ -229,9 +236,11 @@ class Cluster:
             wiring["SHOP_DATABASE_URL"] = self.database_url
         if self.amqp_url:
             wiring["SHOP_AMQP_URL"] = self.amqp_url
-        env.update(wiring)
-        env.update(self.extra_env)
-        return env
+        return wiring
+
+    def command(self, name: str) -> list[str]:
+        member = self.members[name]
+        return [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
 
     # Life cycle
 
@@ -252,7 +261,7 @@ class Cluster:
         return self
 
     def _spawn(self, member: Member) -> None:
-        command = [self.python, "-m", member.module, "--host", self.host, "--port", str(member.port)]
+        command = self.command(member.name)
         if member.log_handle is None and self.log_dir:
             member.log_handle = open(self.log_dir / f"{member.name}.log", "ab")
         output = member.log_handle

@@ -14,9 +14,10 @@ SQL
 
 for service in auth catalog orders payments; do
     role="shop_${service}"
-    # One password for every role when SHOP_DB_ROLE_PASSWORD is set, else the development default
-    # (KitSettings.role_password), which a production setting refuses.
-    password="${SHOP_DB_ROLE_PASSWORD:-${role}-dev-password}"
+    # The role's own password (SHOP_DB_PASSWORD_AUTH, ...), else the shared SHOP_DB_ROLE_PASSWORD, else
+    # the development default: the same order as KitSettings.role_password, whose production refuses it.
+    own="SHOP_DB_PASSWORD_${service^^}"
+    password="${!own:-${SHOP_DB_ROLE_PASSWORD:-${role}-dev-password}}"
     psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$database" \
         -v role="$role" -v schema="$service" -v password="$password" -v db="$database" <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'role', :'password')

@@ -13,6 +13,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -147,7 +148,7 @@ class EventDispatcher:
                 for registration in self.handlers.of_type(delivery.envelope.type):
                     if not registration.batch and (registration.name, delivery.envelope.id) in fresh:
                         uow.causation = delivery.envelope
-                        with tracing.continue_trace(delivery.envelope.traceparent):
+                        with self._consuming(delivery.envelope, registration.name):
                             registration.fn(delivery.data, uow)
             uow.causation = None
             for registration in self.handlers:
@@ -158,10 +159,24 @@ class EventDispatcher:
                         if d.envelope.type == registration.event.TYPE and (registration.name, d.envelope.id) in fresh
                     ]
                     if batch:
-                        uow.causations = {id(d.data): d.envelope for d in batch}
+                        uow.causations = {id(d.data): self._traced(d.envelope, registration.name) for d in batch}
                         registration.fn([d.data for d in batch], uow)
             uow.causations = {}
             uow.commit()
+
+    def _consuming(self, envelope: Envelope, handler: str) -> AbstractContextManager[str]:
+        return tracing.span(
+            f"consume {envelope.type}",
+            service=self.db.service,
+            parent=envelope.traceparent,
+            kind=tracing.CONSUMER,
+            attributes={"shop.handler": handler, "shop.event_id": str(envelope.id)},
+        )
+
+    def _traced(self, envelope: Envelope, handler: str) -> Envelope:
+        """The envelope as its batch handler's answers should see it: caused within this service's span."""
+        with self._consuming(envelope, handler) as traceparent:
+            return envelope.model_copy(update={"traceparent": traceparent})
 
     def _record_inbox(self, uow: UnitOfWork, deliveries: list[_Delivery]) -> set[tuple[str, uuid.UUID]]:
         fresh: set[tuple[str, uuid.UUID]] = set()

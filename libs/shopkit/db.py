@@ -43,11 +43,15 @@ class GUID(TypeDecorator[uuid.UUID]):
         return uuid.UUID(str(value))
 
 
-def upsert_insert(bind: Session | Connection, table: Any) -> Any:
-    """INSERT with ON CONFLICT support for the dialect of a session or connection (PostgreSQL or SQLite):
-    both spell `on_conflict_do_nothing()` / `on_conflict_do_update(...)` the same way."""
-    dialect = bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect
-    return postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+def upsert_insert(bind: Session | Connection | str, table: Any) -> Any:
+    """INSERT with ON CONFLICT support for the dialect of a session or connection, or the dialect's name
+    (PostgreSQL or SQLite): both spell `on_conflict_do_nothing()` / `on_conflict_do_update(...)` the
+    same way."""
+    if isinstance(bind, str):
+        name = bind
+    else:
+        name = (bind.dialect if isinstance(bind, Connection) else bind.get_bind().dialect).name
+    return postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
 
 
 def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:

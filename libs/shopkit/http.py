@@ -12,6 +12,7 @@ import aiohttp
 import httpx
 from starlette.types import ASGIApp
 
+from shopkit import tracing
 from shopkit.auth import SERVICE_TOKEN_HEADER
 
 
@@ -47,6 +48,9 @@ class ServiceClient:
         self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None
     ) -> UpstreamResponse:
         headers = {**(headers or {}), **self._credential}
+        traceparent = tracing.current_traceparent()
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
             if self.asgi_app is not None:
                 return await self._asgi(method, path, json_body, headers)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, String, Table, delete
 from sqlalchemy.engine import Connection
@@ -34,9 +36,18 @@ def record_new(session: Session, handler: str, events: Sequence[tuple[uuid.UUID,
     if not events:
         return set()
     now = datetime.now(UTC)
-    rows = [{"event_id": i, "handler": handler, "event_type": t, "handled_at": now} for i, t in events]
-    statement = upsert_insert(session, inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
-    return set(session.execute(statement).scalars())
+    # In event id order: two batches recording the same redelivered events queue on them in one
+    # sequence instead of each holding one the other waits for.
+    rows = [{"event_id": i, "handler": handler, "event_type": t, "handled_at": now} for i, t in sorted(events)]
+    connection = session.connection()
+    return set(connection.execute(_record_statement(connection.dialect.name), rows).scalars())
+
+
+@lru_cache(maxsize=4)
+def _record_statement(dialect: str) -> Any:
+    """Built once per dialect and given the rows as parameters (SQLAlchemy sends them as one multi-row
+    INSERT): `.values(rows)` made a new statement to compile for every batch."""
+    return upsert_insert(dialect, inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
 
 
 def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler: str) -> bool:

@@ -1,7 +1,9 @@
 """Alembic, one migration history per service, applied at start-up.
 
 A service's `migrations/env.py` is three lines: import its models and call `run_migrations(metadata)`.
-`python -m shopkit.migrate revision <service> -m "message"` autogenerates a new revision."""
+`python -m shopkit.migrate revision <service> -m "message"` autogenerates a new revision;
+`python -m shopkit.migrate upgrade [service ...]` applies them ahead of start-up (a deployment's
+init step: each service as its own role, from SHOP_DATABASE_URL and its SHOP_DB_PASSWORD_<SERVICE>)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.engine import Connection
 
 from shopkit.db import Database, kit_metadata
+from shopkit.provision import SERVICES
+from shopkit.settings import KitSettings
 
 
 def alembic_config(migrations: Path, connection: Connection | None = None) -> Config:
@@ -59,9 +63,25 @@ def run_migrations(metadata: MetaData) -> None:
         context.run_migrations()
 
 
-def _revision(service: str, message: str, url: str | None) -> None:
+def migrations_of(service: str) -> Path:
     module = importlib.import_module(f"{service}.app")
-    migrations = Path(module.__file__).parent / "migrations"  # type: ignore[arg-type]
+    return Path(module.__file__).parent / "migrations"  # type: ignore[arg-type]
+
+
+def upgrade_services(services: list[str], settings: KitSettings | None = None) -> None:
+    """What each service does at start-up, without starting it: the same advisory lock, so it is safe
+    beside replicas that are starting."""
+    settings = settings or KitSettings()
+    for service in services:
+        db = Database(settings.service_database_url(service), service=service, pool_size=1)
+        try:
+            upgrade(db, migrations_of(service))
+        finally:
+            db.dispose()
+
+
+def _revision(service: str, message: str, url: str | None) -> None:
+    migrations = migrations_of(service)
     db = Database(url or "sqlite://", service=service)
     with db.engine.connect() as connection:
         config = alembic_config(migrations, connection)
@@ -76,9 +96,16 @@ def main() -> None:
     rev.add_argument("service")
     rev.add_argument("-m", "--message", required=True)
     rev.add_argument("--url", help="database to compare against (default: an empty in-memory SQLite)")
+    up = sub.add_parser("upgrade", help="bring the services' schemas to head, each as its own role")
+    up.add_argument("services", nargs="*", help=f"default: every service ({', '.join(SERVICES)})")
     args = parser.parse_args()
     if args.command == "revision":
         _revision(args.service, args.message, args.url)
+    elif args.command == "upgrade":
+        unknown = sorted(set(args.services) - set(SERVICES))
+        if unknown:
+            parser.error(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+        upgrade_services(args.services or list(SERVICES))
 
 
 if __name__ == "__main__":

@@ -93,7 +93,13 @@ class RequestContextMiddleware:
             scope = {**scope, "headers": [*headers, (b"x-request-id", request_id.encode())]}
         token = request_id_var.set(request_id)
         try:
-            with tracing.continue_trace(_header(scope, b"traceparent")):
+            with tracing.span(
+                f"HTTP {scope['method']}",
+                service=self.service,
+                parent=_header(scope, b"traceparent"),
+                kind=tracing.SERVER,
+                attributes={"url.path": scope.get("path", "")},
+            ):
                 await self._handle(scope, receive, send, request_id)
         finally:
             request_id_var.reset(token)

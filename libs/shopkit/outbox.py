@@ -3,6 +3,7 @@ by the relay (shopkit.relay), which waits for broker confirms before it marks th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, delete, func, select, update
@@ -34,17 +35,24 @@ outbox = Table(
 _INSERT_OUTBOX = outbox.insert()
 
 
-def add_to_outbox(session: Session, envelope: Envelope) -> None:
+def add_to_outbox(session: Session, envelopes: Sequence[tuple[Envelope, datetime]]) -> None:
+    """Write (envelope, emitted at) pairs in one statement: SQLAlchemy sends the rows as one multi-row
+    INSERT, where a statement per event was a round trip each while the transaction holds its locks."""
+    if not envelopes:
+        return
     session.connection().execute(
         _INSERT_OUTBOX,
-        {
-            "id": envelope.id,
-            "event_type": envelope.type,
-            "envelope": envelope.model_dump(mode="json"),
-            "status": PENDING,
-            "attempts": 0,
-            "created_at": datetime.now(UTC),
-        },
+        [
+            {
+                "id": envelope.id,
+                "event_type": envelope.type,
+                "envelope": envelope.model_dump(mode="json"),
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": at,
+            }
+            for envelope, at in envelopes
+        ],
     )
 
 

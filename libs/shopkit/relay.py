@@ -13,6 +13,7 @@ from sqlalchemy import Row, select, update
 from sqlalchemy.engine import Connection
 
 from contracts import Envelope
+from shopkit import tracing
 from shopkit.bus import Transport, TransportUnavailable
 from shopkit.db import Database
 from shopkit.outbox import DEAD, PENDING, SENT, outbox
@@ -114,6 +115,7 @@ class OutboxRelay:
         connection, rows = claimed
         try:
             envelopes = [Envelope.model_validate(row.envelope) for row in rows]
+            _trace_publishing(self.db.service, envelopes)
             failures = await self.transport.publish(envelopes)
             await _in_thread(self._mark, connection, rows, failures)
         except BaseException:
@@ -127,7 +129,9 @@ class OutboxRelay:
         rows = await _in_thread(self._read_pending)
         if not rows:
             return 0
-        failures = await self.transport.publish([Envelope.model_validate(row.envelope) for row in rows])
+        envelopes = [Envelope.model_validate(row.envelope) for row in rows]
+        _trace_publishing(self.db.service, envelopes)
+        failures = await self.transport.publish(envelopes)
         await _in_thread(self._mark_apart, rows, failures)
         return len(rows) - len(failures)
 
@@ -182,6 +186,16 @@ class OutboxRelay:
                 .values(attempts=attempts, last_error=error[:2000], status=status)
             )
         connection.commit()
+
+
+def _trace_publishing(service: str, envelopes: list[Envelope]) -> None:
+    if not tracing.enabled():
+        return
+    for envelope in envelopes:
+        with tracing.span(
+            f"publish {envelope.type}", service=service, parent=envelope.traceparent, kind=tracing.PRODUCER
+        ):
+            pass
 
 
 def _rollback(connection: Connection) -> None:

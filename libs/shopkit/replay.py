@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None, settings: KitSettings | None = None)
     if args.dead_letters or both:
         moved = asyncio.run(replay_dead_letters(args.service, settings))
         where = f"{settings.bus_namespace}{args.service}" if settings.amqp_url else f"{args.service}'s handlers"
-        print(f"dead letters: {moved} message(s) handed back to {where}")
+        print(f"dead letters: {moved} message(s) moved back to {where}")
     return 0
 
 

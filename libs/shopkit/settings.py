@@ -24,7 +24,13 @@ class KitSettings(BaseSettings):
     # One PostgreSQL database for all services (each in its own schema, under its own role), or unset
     # for a SQLite file per service under var_dir.
     database_url: str | None = None
+    # Each service's role has its own password (SHOP_DB_PASSWORD_AUTH, ...), so a deployment can hand
+    # each service only its own; SHOP_DB_ROLE_PASSWORD is the fallback for every role without one.
     db_role_password: str | None = Field(default=None, description="password of the per-service roles")
+    db_password_auth: str | None = None
+    db_password_catalog: str | None = None
+    db_password_orders: str | None = None
+    db_password_payments: str | None = None
     db_pool_size: int = 10
     amqp_url: str | None = None
     amqp_prefetch: int = 100
@@ -79,8 +85,6 @@ class KitSettings(BaseSettings):
             problems.append("SHOP_AMQP_URL is not set")
         if not self.jwt_public_key:
             problems.append("SHOP_JWT_PUBLIC_KEY is not set")
-        if not self.db_role_password:
-            problems.append("SHOP_DB_ROLE_PASSWORD is not set")
         if self.internal_token == DEV_INTERNAL_TOKEN or len(self.internal_token) < 32:
             problems.append("SHOP_INTERNAL_TOKEN is not set (at least 32 random characters)")
         return problems
@@ -99,7 +103,17 @@ class KitSettings(BaseSettings):
         return urlunsplit((scheme, f"{role}:{password}@{host}{port}", parts.path, parts.query, ""))
 
     def role_password(self, service: str) -> str:
-        return self.db_role_password or f"{service_role(service)}{DEV_ROLE_PASSWORD_SUFFIX}"
+        """The password of the service's role: its own, else the shared one, else (outside production)
+        the development default. Production refuses to connect or provision without a real one."""
+        own: str | None = getattr(self, f"db_password_{service}", None)
+        password = own or self.db_role_password
+        dev_default = f"{service_role(service)}{DEV_ROLE_PASSWORD_SUFFIX}"
+        if self.environment == "production" and password in (None, "", dev_default):
+            raise ValueError(
+                f"refusing to start in production: SHOP_DB_PASSWORD_{service.upper()} "
+                "(or SHOP_DB_ROLE_PASSWORD) is not set"
+            )
+        return password or dev_default
 
 
 def service_role(service: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -35,7 +36,8 @@ class UnitOfWork:
         # For a handler of a batch: which envelope carried each event object it was given.
         self.causations: Mapping[int, Envelope] = {}
         self._after_commit = after_commit
-        self._emitted = False
+        # Emitted events wait here and go into the outbox with the commit, in one statement.
+        self._outbox: list[tuple[Envelope, datetime]] = []
 
     def emit(
         self,
@@ -44,29 +46,35 @@ class UnitOfWork:
         correlation_id: str | uuid.UUID | None = None,
         caused_by: EventData | None = None,
     ) -> Envelope:
-        """Put an event in this transaction's outbox; the relay publishes it after commit.
+        """Put an event in this transaction's outbox (written at commit); the relay publishes it after.
         `caused_by`: in a batch handler, the event (as the handler received it) this one answers."""
-        causation = self.causations.get(id(caused_by), self.causation) if caused_by is not None else self.causation
+        if caused_by is not None:
+            # A batch handler runs outside any one event's trace: follow the event it answers.
+            causation = self.causations.get(id(caused_by), self.causation)
+            traceparent = causation.traceparent if causation else tracing.current_traceparent()
+        else:
+            causation = self.causation
+            traceparent = tracing.current_traceparent(causation.traceparent if causation else None)
         envelope = new_envelope(
             data,
             producer=self.producer,
             correlation_id=correlation_id or (causation.correlation_id if causation else None),
             causation_id=causation.id if causation else None,
-            traceparent=tracing.current_traceparent(causation.traceparent if causation else None),
+            traceparent=traceparent,
         )
-        add_to_outbox(self.session, envelope)
-        self._emitted = True
+        self._outbox.append((envelope, datetime.now(UTC)))
         return envelope
 
     def commit(self) -> None:
+        emitted, self._outbox = self._outbox, []
+        add_to_outbox(self.session, emitted)
         self.session.commit()
-        if self._emitted and self._after_commit:
+        if emitted and self._after_commit:
             self._after_commit()
-        self._emitted = False
 
     def rollback(self) -> None:
         self.session.rollback()
-        self._emitted = False
+        self._outbox = []
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from shopkit import tracing
 from shopkit.lifecycle import ServiceRuntime
 from shopkit.metrics import watch_runtime
 from shopkit.observability import add_request_context, configure_logging, health_router
@@ -19,6 +20,7 @@ from shopkit.uow import UnitOfWork
 def create_service_app(runtime: ServiceRuntime, *, title: str, description: str = "", **kwargs: Any) -> FastAPI:
     settings = runtime.settings
     configure_logging(settings.log_level, settings.log_json)
+    tracing.configure(runtime.name)
     # FastAPI's built-in OpenTelemetry hooks look for a provider on every request; tracing is the kit's
     # (shopkit.tracing), so they stay off unless a caller passes its own telemetry config.
     kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False, "operation_spans": False})

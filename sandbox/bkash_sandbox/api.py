@@ -6,8 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from sandbox.bkash_sandbox import payments, refunds, tokens
 from sandbox.bkash_sandbox.context import context_of
@@ -15,8 +16,6 @@ from sandbox.bkash_sandbox.errors import BkashError, Unauthorized
 from sandbox.bkash_sandbox.faults import NoAnswer
 from sandbox.bkash_sandbox.objects import Token
 from sandbox.web import public_base_url
-
-router = APIRouter(prefix="/tokenized/checkout")
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -37,28 +36,24 @@ def token_of(request: Request) -> Token:
     return tokens.authorize(account, request.headers.get("authorization"), request.headers.get("x-app-key"))
 
 
-@router.post("/token/grant")
 async def grant_token(request: Request) -> Response:
     account = context_of(request).account
     body = await json_body(request)
     return JSONResponse(tokens.grant(account, request.headers.get("username"), request.headers.get("password"), body))
 
 
-@router.post("/token/refresh")
 async def refresh_token(request: Request) -> Response:
     account = context_of(request).account
     body = await json_body(request)
     return JSONResponse(tokens.refresh(account, request.headers.get("username"), request.headers.get("password"), body))
 
 
-@router.post("/create")
 async def create_payment(request: Request) -> Response:
     token = token_of(request)
     body = await json_body(request)
     return JSONResponse(payments.create_payment(context_of(request).account, token, body, public_base_url(request)))
 
 
-@router.post("/execute")
 async def execute_payment(request: Request) -> Response:
     token_of(request)
     context = context_of(request)
@@ -75,19 +70,16 @@ async def execute_payment(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-@router.post("/payment/status")
 async def query_payment(request: Request) -> Response:
     token_of(request)
     return JSONResponse(payments.query(context_of(request).account, await json_body(request)))
 
 
-@router.post("/general/searchTransaction")
 async def search_transaction(request: Request) -> Response:
     token_of(request)
     return JSONResponse(payments.search(context_of(request).account, await json_body(request)))
 
 
-@router.post("/payment/refund")
 async def refund_payment(request: Request) -> Response:
     token_of(request)
     return JSONResponse(refunds.refund(context_of(request).account, await json_body(request)))
@@ -100,3 +92,26 @@ async def bkash_error(request: Request, exc: Exception) -> Response:
 
 async def unauthorized(request: Request, exc: Exception) -> Response:
     return JSONResponse(Unauthorized.body, status_code=401)
+
+
+_ENDPOINTS = {
+    "/token/grant": grant_token,
+    "/token/refresh": refresh_token,
+    "/create": create_payment,
+    "/execute": execute_payment,
+    "/payment/status": query_payment,
+    "/general/searchTransaction": search_transaction,
+    "/payment/refund": refund_payment,
+}
+
+
+def routes(version: str) -> list[BaseRoute]:
+    """Each call at the root and under /v<version>, so either form of BKASH_BASE_URL works.
+
+    Not a Mount: that would put the version into the root path the hosted pages' URLs are built on.
+    """
+    return [
+        Route(f"{prefix}/tokenized/checkout{path}", endpoint, methods=["POST"])
+        for prefix in ("", f"/v{version}")
+        for path, endpoint in _ENDPOINTS.items()
+    ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from sandbox.bkash_sandbox import api, controls, hosted
 from sandbox.bkash_sandbox.account import API_VERSION, MerchantAccount
@@ -11,24 +12,24 @@ from sandbox.bkash_sandbox.errors import BkashError, Unauthorized
 from sandbox.bkash_sandbox.faults import MaintenanceGate
 from sandbox.bkash_sandbox.settings import BkashSandboxSettings
 from sandbox.persistence import open_journal
+from sandbox.web import InvalidControlBody, invalid_control_body
 
 
-def create_app(settings: BkashSandboxSettings | None = None) -> FastAPI:
+def create_app(settings: BkashSandboxSettings | None = None) -> Starlette:
     settings = settings or BkashSandboxSettings()
     account = MerchantAccount(settings, open_journal(settings.state_dir, "bkash"))
     account.load()
     context = BkashContext(settings, account)
-
-    app = FastAPI(title="bKash sandbox", description="A local fake of the bKash tokenized checkout API.")
+    app = Starlette(
+        routes=[*api.routes(API_VERSION), *hosted.routes, *controls.routes],
+        middleware=[Middleware(MaintenanceGate, faults=context.faults)],
+        exception_handlers={
+            BkashError: api.bkash_error,
+            Unauthorized: api.unauthorized,
+            InvalidControlBody: invalid_control_body,
+        },
+    )
     app.state.sandbox = context
     app.state.settings = settings
     app.state.account = account
-    app.add_exception_handler(BkashError, api.bkash_error)
-    app.add_exception_handler(Unauthorized, api.unauthorized)
-    app.add_middleware(MaintenanceGate, faults=context.faults)
-    # Served at the root and under /v1.2.0-beta, so either form of BKASH_BASE_URL works.
-    app.include_router(api.router)
-    app.include_router(api.router, prefix=f"/v{API_VERSION}")
-    app.include_router(hosted.router)
-    app.include_router(controls.router)
     return app

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from sandbox.bkash_sandbox import tokens
 from sandbox.bkash_sandbox.account import API_VERSION
 from sandbox.bkash_sandbox.context import context_of
 from sandbox.bkash_sandbox.objects import CustomerStep, TransactionStatus
-from sandbox.web import public_base_url
-
-router = APIRouter(include_in_schema=False)
+from sandbox.web import control_body, public_base_url
 
 
 class DelayRequest(BaseModel):
@@ -39,60 +36,54 @@ def _no_such_payment() -> Response:
     return JSONResponse({"detail": "No such payment"}, status_code=404)
 
 
-@router.post("/_control/execute-delay")
-async def set_execute_delay(body: DelayRequest, request: Request) -> dict[str, float]:
+async def set_execute_delay(request: Request) -> Response:
     faults = context_of(request).faults
-    faults.execute_delay = body.seconds
-    return {"seconds": faults.execute_delay}
+    faults.execute_delay = (await control_body(request, DelayRequest)).seconds
+    return JSONResponse({"seconds": faults.execute_delay})
 
 
-@router.post("/_control/execute-timeout")
-async def set_execute_timeout(body: ExecuteTimeoutRequest, request: Request) -> dict[str, Any]:
+async def set_execute_timeout(request: Request) -> Response:
+    body = await control_body(request, ExecuteTimeoutRequest)
     context = context_of(request)
     hold = body.hold_seconds if body.hold_seconds is not None else context.settings.execute_timeout_hold
     context.faults.arm_execute_timeouts(body.times, hold)
-    return {"times": body.times, "hold_seconds": hold}
+    return JSONResponse({"times": body.times, "hold_seconds": hold})
 
 
-@router.post("/_control/maintenance")
-async def set_maintenance(body: MaintenanceRequest, request: Request) -> dict[str, float]:
+async def set_maintenance(request: Request) -> Response:
+    body = await control_body(request, MaintenanceRequest)
     context_of(request).faults.start_maintenance(body.seconds)
-    return {"seconds": body.seconds}
+    return JSONResponse({"seconds": body.seconds})
 
 
-@router.get("/_control/faults")
-async def faults_state(request: Request) -> dict[str, Any]:
-    return context_of(request).faults.to_json()
+async def faults_state(request: Request) -> Response:
+    return JSONResponse(context_of(request).faults.to_json())
 
 
-@router.post("/_control/reset")
-async def reset(request: Request) -> dict[str, bool]:
+async def reset(request: Request) -> Response:
     context = context_of(request)
     context.account.reset()
     context.faults.clear()
-    return {"reset": True}
+    return JSONResponse({"reset": True})
 
 
-@router.get("/_control/payments")
 async def list_payments(request: Request) -> Response:
     account = context_of(request).account
     with account.lock:
         return JSONResponse({"data": [payment.control_json() for payment in account.payments.values()]})
 
 
-@router.get("/_control/payments/{payment_id}")
-async def payment_state(payment_id: str, request: Request) -> Response:
+async def payment_state(request: Request) -> Response:
     account = context_of(request).account
     with account.lock:
-        payment = account.payments.get(payment_id)
+        payment = account.payments.get(request.path_params["payment_id"])
         return _no_such_payment() if payment is None else JSONResponse(payment.control_json())
 
 
-@router.post("/_control/payments/{payment_id}/expire")
-async def expire_payment(payment_id: str, request: Request) -> Response:
+async def expire_payment(request: Request) -> Response:
     account = context_of(request).account
     with account.changing() as change:
-        payment = account.payments.get(payment_id)
+        payment = account.payments.get(request.path_params["payment_id"])
         if payment is None:
             return _no_such_payment()
         if payment.status is TransactionStatus.INITIATED:
@@ -102,16 +93,28 @@ async def expire_payment(payment_id: str, request: Request) -> Response:
         return JSONResponse(payment.control_json())
 
 
-@router.post("/_control/expire-tokens")
-async def expire_tokens(request: Request) -> dict[str, int]:
-    return {"expired": tokens.expire_tokens(context_of(request).account)}
+async def expire_tokens(request: Request) -> Response:
+    return JSONResponse({"expired": tokens.expire_tokens(context_of(request).account)})
 
 
-@router.get("/_control/stats")
-async def stats(request: Request) -> dict[str, int]:
-    return context_of(request).account.stats_json()
+async def stats(request: Request) -> Response:
+    return JSONResponse(context_of(request).account.stats_json())
 
 
-@router.get("/")
-async def index(request: Request) -> dict[str, str]:
-    return {"sandbox": "bkash", "base_url": public_base_url(request), "api_version": API_VERSION}
+async def index(request: Request) -> Response:
+    return JSONResponse({"sandbox": "bkash", "base_url": public_base_url(request), "api_version": API_VERSION})
+
+
+routes = [
+    Route("/_control/execute-delay", set_execute_delay, methods=["POST"]),
+    Route("/_control/execute-timeout", set_execute_timeout, methods=["POST"]),
+    Route("/_control/maintenance", set_maintenance, methods=["POST"]),
+    Route("/_control/faults", faults_state, methods=["GET"]),
+    Route("/_control/reset", reset, methods=["POST"]),
+    Route("/_control/payments", list_payments, methods=["GET"]),
+    Route("/_control/payments/{payment_id}", payment_state, methods=["GET"]),
+    Route("/_control/payments/{payment_id}/expire", expire_payment, methods=["POST"]),
+    Route("/_control/expire-tokens", expire_tokens, methods=["POST"]),
+    Route("/_control/stats", stats, methods=["GET"]),
+    Route("/", index, methods=["GET"]),
+]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 from sandbox.bkash_sandbox import customer, pages
 from sandbox.bkash_sandbox.context import context_of
 from sandbox.bkash_sandbox.customer import NotPayable, StepResult
 from sandbox.bkash_sandbox.objects import CustomerStep
 from sandbox.web import form_fields, public_base_url
-
-router = APIRouter(prefix="/checkout", include_in_schema=False)
 
 
 def checkout_url(request: Request, payment_id: str) -> str:
@@ -37,8 +36,8 @@ def unavailable(exc: NotPayable) -> HTMLResponse:
     return HTMLResponse(pages.unavailable_page(exc.message), status_code=exc.status_code)
 
 
-@router.get("/{payment_id}", response_class=HTMLResponse)
-async def wallet_step(payment_id: str, request: Request) -> Response:
+async def wallet_step(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     try:
         payment = customer.view(context_of(request).account, payment_id)
     except NotPayable as exc:
@@ -46,8 +45,8 @@ async def wallet_step(payment_id: str, request: Request) -> Response:
     return HTMLResponse(pages.wallet_page(payment, checkout_url(request, payment_id)))
 
 
-@router.post("/{payment_id}/wallet")
-async def submit_wallet(payment_id: str, request: Request) -> Response:
+async def submit_wallet(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     fields = form_fields(await request.body())
     try:
         return advance(
@@ -57,8 +56,8 @@ async def submit_wallet(payment_id: str, request: Request) -> Response:
         return unavailable(exc)
 
 
-@router.get("/{payment_id}/otp", response_class=HTMLResponse)
-async def otp_step(payment_id: str, request: Request) -> Response:
+async def otp_step(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     try:
         payment = customer.view(context_of(request).account, payment_id)
     except NotPayable as exc:
@@ -68,8 +67,8 @@ async def otp_step(payment_id: str, request: Request) -> Response:
     return HTMLResponse(pages.otp_page(payment, checkout_url(request, payment_id)))
 
 
-@router.post("/{payment_id}/otp")
-async def submit_otp(payment_id: str, request: Request) -> Response:
+async def submit_otp(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     fields = form_fields(await request.body())
     try:
         return advance(request, customer.enter_otp(context_of(request).account, payment_id, fields.get("otp", "")))
@@ -77,8 +76,8 @@ async def submit_otp(payment_id: str, request: Request) -> Response:
         return unavailable(exc)
 
 
-@router.get("/{payment_id}/pin", response_class=HTMLResponse)
-async def pin_step(payment_id: str, request: Request) -> Response:
+async def pin_step(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     try:
         payment = customer.view(context_of(request).account, payment_id)
     except NotPayable as exc:
@@ -88,8 +87,8 @@ async def pin_step(payment_id: str, request: Request) -> Response:
     return HTMLResponse(pages.pin_page(payment, checkout_url(request, payment_id)))
 
 
-@router.post("/{payment_id}/pin")
-async def submit_pin(payment_id: str, request: Request) -> Response:
+async def submit_pin(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     fields = form_fields(await request.body())
     try:
         return advance(request, customer.enter_pin(context_of(request).account, payment_id, fields.get("pin", "")))
@@ -97,9 +96,20 @@ async def submit_pin(payment_id: str, request: Request) -> Response:
         return unavailable(exc)
 
 
-@router.api_route("/{payment_id}/cancel", methods=["GET", "POST"])
-async def cancel(payment_id: str, request: Request) -> Response:
+async def cancel(request: Request) -> Response:
+    payment_id = request.path_params["payment_id"]
     try:
         return advance(request, customer.cancel(context_of(request).account, payment_id))
     except NotPayable as exc:
         return unavailable(exc)
+
+
+routes = [
+    Route("/checkout/{payment_id}", wallet_step, methods=["GET"]),
+    Route("/checkout/{payment_id}/wallet", submit_wallet, methods=["POST"]),
+    Route("/checkout/{payment_id}/otp", otp_step, methods=["GET"]),
+    Route("/checkout/{payment_id}/otp", submit_otp, methods=["POST"]),
+    Route("/checkout/{payment_id}/pin", pin_step, methods=["GET"]),
+    Route("/checkout/{payment_id}/pin", submit_pin, methods=["POST"]),
+    Route("/checkout/{payment_id}/cancel", cancel, methods=["GET", "POST"]),
+]

@@ -126,7 +126,7 @@ class StripeAccount:
         self.events[record.id] = record
         change.touch("event", record)
         if delivery is not None:
-            change.touch_row("delivery", record.id, delivery.to_state())
+            change.rows[("delivery", record.id)] = delivery.to_state
         change.emitted.append(record)
         return record
 

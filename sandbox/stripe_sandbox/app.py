@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from sandbox.background import BackgroundLoop
 from sandbox.persistence import open_journal
@@ -17,11 +18,12 @@ from sandbox.stripe_sandbox.idempotency import IdempotencyKeys
 from sandbox.stripe_sandbox.settings import StripeSandboxSettings
 from sandbox.stripe_sandbox.webhooks import WebhookDispatcher
 from sandbox.stripe_sandbox.wire import RequestIdMiddleware
+from sandbox.web import InvalidControlBody, invalid_control_body
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: StripeSandboxSettings | None = None) -> FastAPI:
+def create_app(settings: StripeSandboxSettings | None = None) -> Starlette:
     settings = settings or StripeSandboxSettings()
     journal = open_journal(settings.state_dir, "stripe")
     account = StripeAccount(settings.api_version, journal)
@@ -38,16 +40,15 @@ def create_app(settings: StripeSandboxSettings | None = None) -> FastAPI:
         if dispatcher.resume() or account.open_by_expiry:
             background.loop()
 
-    app = FastAPI(title="Stripe sandbox", description="A local fake of the Stripe API for the shop.")
+    app = Starlette(
+        routes=[*api.routes, *hosted.routes, *controls.routes],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={StripeError: api.stripe_error, InvalidControlBody: invalid_control_body},
+    )
     app.state.sandbox = context
     app.state.settings = settings
     app.state.account = account
     app.state.dispatcher = dispatcher
-    app.add_exception_handler(StripeError, api.stripe_error)
-    app.add_middleware(RequestIdMiddleware)
-    app.include_router(api.router)
-    app.include_router(hosted.router)
-    app.include_router(controls.router)
     return app
 
 

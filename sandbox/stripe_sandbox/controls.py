@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from sandbox.stripe_sandbox import checkout, refunds
 from sandbox.stripe_sandbox.context import context_of
 from sandbox.stripe_sandbox.webhooks import WebhookMode
-from sandbox.web import public_base_url
-
-router = APIRouter(include_in_schema=False)
+from sandbox.web import control_body, public_base_url
 
 
 class DelayRequest(BaseModel):
@@ -42,31 +41,29 @@ def _no_such_event() -> Response:
     return JSONResponse({"detail": "No such event"}, status_code=404)
 
 
-@router.get("/_control/events")
-async def list_deliveries(request: Request, type: str | None = None) -> Response:
+async def list_deliveries(request: Request) -> Response:
     """The webhook endpoint's deliveries: the events it is subscribed to, oldest first."""
     account = context_of(request).account
+    event_type = request.query_params.get("type")
     with account.lock:
         records = [
             r.control_json()
             for r in account.events.values()
-            if r.delivery is not None and (type is None or r.type == type)
+            if r.delivery is not None and (event_type is None or r.type == event_type)
         ]
     return JSONResponse({"data": records})
 
 
-@router.get("/_control/events/{event_id}")
-async def get_delivery(event_id: str, request: Request) -> Response:
+async def get_delivery(request: Request) -> Response:
     account = context_of(request).account
     with account.lock:
-        record = account.events.get(event_id)
+        record = account.events.get(request.path_params["event_id"])
         return _no_such_event() if record is None else JSONResponse(record.control_json())
 
 
-@router.post("/_control/events/{event_id}/redeliver")
-async def redeliver(event_id: str, request: Request) -> Response:
+async def redeliver(request: Request) -> Response:
     context = context_of(request)
-    record = context.account.events.get(event_id)
+    record = context.account.events.get(request.path_params["event_id"])
     if record is None:
         return _no_such_event()
     if not context.settings.webhook_url:
@@ -78,47 +75,55 @@ async def redeliver(event_id: str, request: Request) -> Response:
         return JSONResponse(record.control_json())
 
 
-@router.get("/_control/webhooks")
-async def webhook_mode(request: Request) -> dict[str, str]:
-    return {"mode": context_of(request).dispatcher.mode.value}
-
-
-@router.post("/_control/webhooks")
-async def set_webhook_mode(body: WebhookModeRequest, request: Request) -> dict[str, str]:
+async def webhook_mode(request: Request) -> Response:
     dispatcher = context_of(request).dispatcher
-    dispatcher.mode = body.mode
-    return {"mode": dispatcher.mode.value}
+    if request.method == "POST":
+        dispatcher.mode = (await control_body(request, WebhookModeRequest)).mode
+    return JSONResponse({"mode": dispatcher.mode.value})
 
 
-@router.post("/_control/payment_intents/{intent_id}/refund")
-async def refund_in_dashboard(intent_id: str, body: DashboardRefund, request: Request) -> Response:
+async def refund_in_dashboard(request: Request) -> Response:
+    body = await control_body(request, DashboardRefund)
+    intent_id = request.path_params["intent_id"]
     return JSONResponse(refunds.dashboard_refund(context_of(request).account, intent_id, body.amount))
 
 
-@router.post("/_control/checkout/sessions/{session_id}/async-payment")
-async def settle_async_payment(session_id: str, body: AsyncOutcome, request: Request) -> Response:
-    account = context_of(request).account
+async def settle_async_payment(request: Request) -> Response:
+    body = await control_body(request, AsyncOutcome)
+    account, session_id = context_of(request).account, request.path_params["session_id"]
     return JSONResponse(checkout.settle_async_payment(account, session_id, succeeded=body.outcome == "succeeded"))
 
 
-@router.post("/_control/api-delay")
-async def set_api_delay(body: DelayRequest, request: Request) -> dict[str, float]:
+async def set_api_delay(request: Request) -> Response:
     delay = context_of(request).api_delay
-    delay.seconds = body.seconds
-    return {"seconds": delay.seconds}
+    delay.seconds = (await control_body(request, DelayRequest)).seconds
+    return JSONResponse({"seconds": delay.seconds})
 
 
-@router.post("/_control/reset")
-async def reset(request: Request) -> dict[str, bool]:
+async def reset(request: Request) -> Response:
     context = context_of(request)
     context.account.reset()
     context.keys.clear()
     context.api_delay.seconds = 0.0
     context.dispatcher.mode = WebhookMode.DELIVER
-    return {"reset": True}
+    return JSONResponse({"reset": True})
 
 
-@router.get("/")
-async def index(request: Request) -> dict[str, Any]:
+async def index(request: Request) -> Response:
     settings = context_of(request).settings
-    return {"sandbox": "stripe", "api_base": public_base_url(request), "webhook_url": settings.webhook_url}
+    return JSONResponse(
+        {"sandbox": "stripe", "api_base": public_base_url(request), "webhook_url": settings.webhook_url}
+    )
+
+
+routes = [
+    Route("/_control/events", list_deliveries, methods=["GET"]),
+    Route("/_control/events/{event_id}", get_delivery, methods=["GET"]),
+    Route("/_control/events/{event_id}/redeliver", redeliver, methods=["POST"]),
+    Route("/_control/webhooks", webhook_mode, methods=["GET", "POST"]),
+    Route("/_control/payment_intents/{intent_id}/refund", refund_in_dashboard, methods=["POST"]),
+    Route("/_control/checkout/sessions/{session_id}/async-payment", settle_async_payment, methods=["POST"]),
+    Route("/_control/api-delay", set_api_delay, methods=["POST"]),
+    Route("/_control/reset", reset, methods=["POST"]),
+    Route("/", index, methods=["GET"]),
+]

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from sandbox.stripe_sandbox import checkout, pages
 from sandbox.stripe_sandbox.context import context_of
 from sandbox.stripe_sandbox.errors import StripeError
 from sandbox.web import form_fields
 
-router = APIRouter(prefix="/checkout", include_in_schema=False)
 # `delayed` stands for a payment method that settles later (a bank debit): not in the shop's
 # contract, but how checkout.session.async_payment_succeeded / _failed come about.
 OUTCOMES = ("success", "decline", "delayed")
 
 
-@router.get("/{session_id}", response_class=HTMLResponse)
-async def checkout_page(session_id: str, request: Request) -> HTMLResponse:
+async def checkout_page(request: Request) -> HTMLResponse:
     try:
-        session = checkout.peek_session(context_of(request).account, session_id)
+        session = checkout.peek_session(context_of(request).account, request.path_params["session_id"])
     except StripeError:
         return HTMLResponse(pages.unavailable_page("No such checkout session."), status_code=404)
     if session.status == "complete":
@@ -29,13 +28,12 @@ async def checkout_page(session_id: str, request: Request) -> HTMLResponse:
     return HTMLResponse(pages.checkout_page(session))
 
 
-@router.post("/{session_id}/pay", response_class=HTMLResponse)
-async def pay(session_id: str, request: Request) -> HTMLResponse:
+async def pay(request: Request) -> HTMLResponse:
     fields = form_fields(await request.body())
     outcome = fields.get("outcome", "success")
     if outcome not in OUTCOMES:
         return HTMLResponse(pages.unavailable_page("outcome must be success or decline."), status_code=400)
-    account = context_of(request).account
+    account, session_id = context_of(request).account, request.path_params["session_id"]
     try:
         if outcome == "decline":
             return HTMLResponse(pages.declined_page(checkout.declinable_session(account, session_id)), status_code=402)
@@ -45,10 +43,16 @@ async def pay(session_id: str, request: Request) -> HTMLResponse:
     return HTMLResponse(pages.paid_page(session))
 
 
-@router.api_route("/{session_id}/cancel", methods=["GET", "POST"], response_class=HTMLResponse)
-async def cancel(session_id: str, request: Request) -> HTMLResponse:
+async def cancel(request: Request) -> HTMLResponse:
     try:
-        session = checkout.cancel_session(context_of(request).account, session_id)
+        session = checkout.cancel_session(context_of(request).account, request.path_params["session_id"])
     except StripeError as exc:
         return HTMLResponse(pages.unavailable_page(exc.message), status_code=exc.status)
     return HTMLResponse(pages.cancelled_page(session))
+
+
+routes = [
+    Route("/checkout/{session_id}", checkout_page, methods=["GET"]),
+    Route("/checkout/{session_id}/pay", pay, methods=["POST"]),
+    Route("/checkout/{session_id}/cancel", cancel, methods=["GET", "POST"]),
+]

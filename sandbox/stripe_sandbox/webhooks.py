@@ -103,9 +103,17 @@ class WebhookDispatcher:
     # On the background loop.
 
     def _spawn(self, record: EventRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(record))
+        self._track(asyncio.get_running_loop().create_task(self._deliver(record)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The delivery stays pending in the store: a restart resumes it.
+            log.error("webhook delivery stopped", exc_info=task.exception())
 
     def _hold(self, record: EventRecord) -> None:
         if not self._held:
@@ -116,9 +124,7 @@ class WebhookDispatcher:
         # Newest first; among events of the same second, the later made first.
         batch = sorted(reversed(self._held), key=lambda record: record.created, reverse=True)
         self._held = []
-        task = asyncio.get_running_loop().create_task(self._deliver_in_order(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._track(asyncio.get_running_loop().create_task(self._deliver_in_order(batch)))
 
     async def _deliver_in_order(self, batch: list[EventRecord]) -> None:
         # One at a time, so they also arrive in this order; a failed one then follows the schedule.

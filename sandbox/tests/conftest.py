@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 import stripe
 from fastapi import FastAPI, Request, Response
+from starlette.applications import Starlette
 
 from sandbox.bkash_sandbox import BkashSandboxSettings
 from sandbox.bkash_sandbox import create_app as create_bkash_app
@@ -30,9 +33,15 @@ class WebhookReceiver:
     url: str = ""
     # How many of the next verified deliveries to refuse with a 500 (to exercise retries).
     fail_next: int = 0
+    # How long each delivery takes to answer (a slow endpoint).
+    delay: float = 0.0
     events: list[stripe.Event] = field(default_factory=list)
     deliveries: int = 0
     rejected: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    # Bumped by reset(): a slow delivery still running from an earlier test records nothing.
+    generation: int = 0
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
     def app(self) -> FastAPI:
@@ -48,7 +57,20 @@ class WebhookReceiver:
                     self.rejected += 1
                 return Response(status_code=400)
             with self._changed:
+                generation = self.generation
                 self.deliveries += 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+            finally:
+                with self._changed:
+                    if generation == self.generation:
+                        self.in_flight -= 1
+            with self._changed:
+                if generation != self.generation:
+                    return Response(status_code=500)
                 if self.fail_next > 0:
                     self.fail_next -= 1
                     return Response(status_code=500)
@@ -60,10 +82,25 @@ class WebhookReceiver:
 
     def reset(self) -> None:
         with self._changed:
+            self.generation += 1
             self.fail_next = 0
+            self.delay = 0.0
             self.events.clear()
             self.deliveries = 0
             self.rejected = 0
+            self.in_flight = 0
+            self.max_in_flight = 0
+
+    def wait_for_count(self, count: int, timeout: float = 10.0) -> list[stripe.Event]:
+        """The first `count` deliveries that got a 2xx, in the order they arrived."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.events) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{len(self.events)} of {count} deliveries arrived")
+                self._changed.wait(remaining)
+            return list(self.events)
 
     def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[stripe.Event]:
         deadline = time.monotonic() + timeout
@@ -81,7 +118,7 @@ class WebhookReceiver:
 @dataclass
 class StripeSandbox:
     base_url: str
-    app: FastAPI
+    app: Starlette
     client: stripe.StripeClient
     http: httpx.Client
 
@@ -90,6 +127,12 @@ class StripeSandbox:
         response = self.http.get(f"{self.base_url}/_control/events", params=params)
         response.raise_for_status()
         return list(response.json()["data"])
+
+    def control(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST a control and return its answer (which must be a 2xx)."""
+        response = self.http.post(f"{self.base_url}/_control{path}", json=body or {})
+        assert response.is_success, response.text
+        return dict(response.json())
 
     def wait_for_delivery(self, event_id: str, status: str, timeout: float = 5.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -116,10 +159,25 @@ def webhook_receiver(_served_receiver: WebhookReceiver) -> WebhookReceiver:
     return _served_receiver
 
 
-def stripe_settings(webhook_url: str) -> StripeSandboxSettings:
-    return StripeSandboxSettings(
-        webhook_url=webhook_url, webhook_secret=WEBHOOK_SECRET, webhook_retry_delays=[0.1, 0.2]
-    )
+def stripe_settings(webhook_url: str, **overrides: Any) -> StripeSandboxSettings:
+    values: dict[str, Any] = {
+        "webhook_url": webhook_url,
+        "webhook_secret": WEBHOOK_SECRET,
+        "webhook_retry_delays": [0.1, 0.2],
+        **overrides,
+    }
+    return StripeSandboxSettings(**values)
+
+
+@contextmanager
+def stripe_served(settings: StripeSandboxSettings) -> Iterator[StripeSandbox]:
+    """A Stripe sandbox of its own, for tests that need settings the shared one does not have."""
+    app = create_stripe_app(settings)
+    try:
+        with serve_in_thread(app) as base_url, httpx.Client(timeout=10) as http:
+            yield StripeSandbox(base_url=base_url, app=app, client=stripe_client(base_url), http=http)
+    finally:
+        app.state.dispatcher.close()
 
 
 def stripe_client(api_base: str, key: str = "sk_test_sandbox") -> stripe.StripeClient:
@@ -202,6 +260,11 @@ class BkashSandbox:
 
     def control(self, path: str) -> httpx.Response:
         return self.http.get(f"{self.base_url}/_control{path}")
+
+    def set_control(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(f"{self.base_url}/_control{path}", json=body)
+        assert response.is_success, response.text
+        return dict(response.json())
 
 
 @pytest.fixture(scope="module")

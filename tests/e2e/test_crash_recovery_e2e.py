@@ -10,25 +10,22 @@ import shutil
 import signal
 import subprocess
 import time
-from collections import Counter, defaultdict
-from decimal import Decimal
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from tools.shopclient import (
-    TERMINAL_ORDER_STATUSES,
     Customer,
     Http,
     ShopError,
     pay_on_stripe_page,
     register,
-    stripe_refunds,
 )
 
 from .conftest import Shop
-from .helpers import admin_of
+from .helpers import admin_of, settle_and_verify
 
 pytestmark = pytest.mark.e2e
 
@@ -149,49 +146,5 @@ async def test_kill_services_and_restart_broker_during_checkouts(shop: Shop) -> 
         assert len(stream.paid) >= 10, f"too few checkouts got through: {len(stream.paid)}; {stream.errors}"
         await abandon_unpaid(stream)
 
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        finals: dict[str, dict[str, Any]] = {}
-        for order_id, customer in stream.orders.items():
-            remaining = max(1.0, deadline - time.monotonic())
-            finals[order_id] = await customer.wait_order(order_id, TERMINAL_ORDER_STATUSES, within=remaining)
-
-        sold: Counter[str] = Counter()
-        for order_id, order in finals.items():
-            customer = stream.orders[order_id]
-            payments = await customer.payments_of(order_id)
-            succeeded = [p for p in payments if p["status"] == "succeeded"]
-            assert len(succeeded) <= 1, f"order {order_id} charged {len(succeeded)} times"
-            if order["status"] == "confirmed":
-                assert len(succeeded) == 1, f"confirmed order {order_id} has no standing payment: {payments}"
-                assert Decimal(succeeded[0]["amount"]) == Decimal(order["total_amount"])
-                for item in order["items"]:
-                    sold[item["product_id"]] += int(item["quantity"])
-            else:
-                assert succeeded == [], f"{order['status']} order {order_id} keeps a payment: {payments}"
-            for payment in payments:
-                if payment["provider_transaction_id"]:
-                    refunds = await stripe_refunds(http, shop.stripe, payment["provider_transaction_id"])
-                    expected = 1 if payment["status"] == "refunded" else 0
-                    assert len(refunds) == expected, f"payment {payment['id']} refunded {len(refunds)} times"
+        finals = await settle_and_verify(http, stream.orders, admin, products, shop.stripe, within=SETTLE_TIMEOUT)
         assert sum(1 for o in finals.values() if o["status"] == "confirmed") >= 10
-
-        confirmed = {order_id for order_id, o in finals.items() if o["status"] == "confirmed"}
-        for product_id in products:
-            movements = await admin.stock_movements(product_id)
-            net_per_order: dict[str, int] = defaultdict(int)
-            commits_per_order: Counter[str] = Counter()
-            for movement in movements:
-                if movement["cause"] in ("order_commit", "release"):
-                    net_per_order[movement["order_id"]] += int(movement["delta"])
-                if movement["cause"] == "order_commit":
-                    commits_per_order[movement["order_id"]] += 1
-            assert max(commits_per_order.values(), default=0) <= 1, "an order's stock was committed twice"
-            for order_id, net in net_per_order.items():
-                if order_id in confirmed:
-                    assert net < 0
-                else:
-                    assert net == 0, f"order {order_id} ({finals.get(order_id, {}).get('status')}) moved {net}"
-            received = sum(int(m["delta"]) for m in movements if m["cause"] in ("initial", "adjustment"))
-            left = (await admin.product(product_id))["stock"]
-            assert sold[product_id] + left == received
-            assert -sum(net_per_order.values()) == sold[product_id]

@@ -1,31 +1,37 @@
-"""Routes of the catalog: parse, call a use case, shape the answer."""
+"""Routes of the catalog: parse, call a use case, shape the answer.
+
+Routes are async and run their use case on the thread pool themselves: a sync route costs a second
+thread hop to validate its answer. Each answer is validated once, by FastAPI, from the rows the use
+case returns (never built into a model here and validated again there)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
-from catalog import service
+from catalog import service, stock
 from catalog.schemas import (
+    CategoryOut,
     ProductCreate,
     ProductFilters,
-    ProductLookup,
-    ProductLookupResult,
     ProductOut,
     ProductPage,
-    ProductSnapshot,
     ProductUpdate,
     StockAdjustment,
     StockMovementOut,
     StockMovementPage,
 )
+from contracts.internal import ProductLookupRequest, ProductLookupResponse
 from shopkit.auth import Principal, bearer_token, current_principal, require_admin, require_service
+from shopkit.problems import Forbidden
 from shopkit.uow import UnitOfWork
 from shopkit.webapp import get_uow
 
 router = APIRouter(prefix="/api/products", tags=["catalog"])
+categories = APIRouter(prefix="/api/categories", tags=["catalog"])
 internal = APIRouter(
     prefix="/internal/products", tags=["internal"], include_in_schema=False, dependencies=[Depends(require_service)]
 )
@@ -44,57 +50,62 @@ async def optional_principal(request: Request) -> Principal | None:
 
 
 @router.get("", response_model=ProductPage)
-def list_products(filters: Annotated[ProductFilters, Query()], uow: Uow) -> ProductPage:
-    products, total = service.list_products(uow, filters)
-    return ProductPage(
-        items=[ProductOut.model_validate(p) for p in products],
-        total=total,
-        page=filters.page,
-        page_size=filters.page_size,
-    )
+async def list_products(filters: Annotated[ProductFilters, Query()], uow: Uow, request: Request) -> Any:
+    """Active products; `include_archived=true` lists every product and is for admins only (401
+    without a token, 403 for a customer)."""
+    if filters.include_archived and not (await current_principal(request)).is_admin:
+        raise Forbidden("listing archived products needs the admin role")
+    rows, total = await run_in_threadpool(service.list_products, uow, filters)
+    return {"items": rows, "total": total, "page": filters.page, "page_size": filters.page_size}
 
 
 @router.post("", response_model=ProductOut, status_code=status.HTTP_201_CREATED)
-def create_product(body: ProductCreate, _admin: Admin, uow: Uow) -> ProductOut:
-    return ProductOut.model_validate(service.create_product(uow, body))
+async def create_product(body: ProductCreate, _admin: Admin, uow: Uow) -> Any:
+    return await run_in_threadpool(service.create_product, uow, body)
 
 
 @router.get("/{product_id}", response_model=ProductOut)
-def get_product(
+async def get_product(
     product_id: uuid.UUID, uow: Uow, principal: Annotated[Principal | None, Depends(optional_principal)]
-) -> ProductOut:
+) -> Any:
     include_archived = principal is not None and principal.is_admin
-    return ProductOut.model_validate(service.get_product(uow, product_id, include_archived=include_archived))
+    return await run_in_threadpool(lambda: service.get_product(uow, product_id, include_archived=include_archived))
 
 
 @router.patch("/{product_id}", response_model=ProductOut)
-def update_product(product_id: uuid.UUID, body: ProductUpdate, _admin: Admin, uow: Uow) -> ProductOut:
-    return ProductOut.model_validate(service.update_product(uow, product_id, body))
+async def update_product(product_id: uuid.UUID, body: ProductUpdate, _admin: Admin, uow: Uow) -> Any:
+    return await run_in_threadpool(service.update_product, uow, product_id, body)
 
 
 @router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
-def archive_product(product_id: uuid.UUID, _admin: Admin, uow: Uow) -> Response:
-    service.archive_product(uow, product_id)
+async def archive_product(product_id: uuid.UUID, _admin: Admin, uow: Uow) -> Response:
+    await run_in_threadpool(service.archive_product, uow, product_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{product_id}/stock-adjustments", response_model=StockMovementOut, status_code=201)
-def adjust_stock(product_id: uuid.UUID, body: StockAdjustment, _admin: Admin, uow: Uow) -> StockMovementOut:
-    return StockMovementOut.model_validate(service.adjust_stock(uow, product_id, body))
+async def adjust_stock(product_id: uuid.UUID, body: StockAdjustment, _admin: Admin, uow: Uow) -> Any:
+    return await run_in_threadpool(stock.adjust_stock, uow, product_id, body)
 
 
 @router.get("/{product_id}/stock-movements", response_model=StockMovementPage)
-def list_stock_movements(
+async def list_stock_movements(
     product_id: uuid.UUID, _admin: Admin, uow: Uow, page: Page = 1, page_size: PageSize = 20
-) -> StockMovementPage:
-    movements, total = service.list_movements(uow, product_id, page=page, page_size=page_size)
-    return StockMovementPage(
-        items=[StockMovementOut.model_validate(m) for m in movements], total=total, page=page, page_size=page_size
+) -> Any:
+    movements, total = await run_in_threadpool(
+        lambda: stock.list_movements(uow, product_id, page=page, page_size=page_size)
     )
+    return {"items": movements, "total": total, "page": page, "page_size": page_size}
 
 
-@internal.post("/lookup", response_model=ProductLookupResult)
-def lookup_products(body: ProductLookup, uow: Uow) -> ProductLookupResult:
-    """For orders, at placement: unknown ids are simply absent from the answer."""
-    products = service.lookup_products(uow, body.ids)
-    return ProductLookupResult(items=[ProductSnapshot.model_validate(p) for p in products])
+@categories.get("", response_model=list[CategoryOut])
+async def list_categories(uow: Uow) -> Any:
+    """Every category of the active products, with how many active products it has, by slug."""
+    return await run_in_threadpool(service.list_categories, uow)
+
+
+@internal.post("/lookup", response_model=ProductLookupResponse)
+async def lookup_products(body: ProductLookupRequest, uow: Uow) -> Any:
+    """For orders, for products it has not heard of yet: each as its ProductChanged carries it (version
+    included, archived ones too); unknown ids are simply absent from the answer."""
+    return {"products": await run_in_threadpool(service.lookup_products, uow, body.ids)}

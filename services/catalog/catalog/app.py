@@ -21,5 +21,6 @@ def create_app(settings: CatalogSettings | None = None, *, transport: Transport 
     runtime = ServiceRuntime("catalog", settings, migrations=MIGRATIONS, handlers=HANDLERS, transport=transport)
     app = create_service_app(runtime, title="Shop catalog")
     app.include_router(api.router)
+    app.include_router(api.categories)
     app.include_router(api.internal)
     return app

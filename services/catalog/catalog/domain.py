@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from contracts import OrderLine, Shortage
 
 # Stock is an int4 column; keeping well below its limit means no adjustment can overflow it.
 MAX_STOCK = 1_000_000_000
+MAX_IMAGES = 10
+# An image URL is shown to every customer: https only, and only characters RFC 3986 allows (less the
+# quote, which may be percent-encoded), so none can close an HTML attribute, start a tag or smuggle in a
+# scheme (javascript:, data:) or whitespace.
+_IMAGE_URL = re.compile(r"https://[A-Za-z0-9._~%!$&()*+,;=:@/?#\[\]-]+")
 
 
 class StockRuleBroken(Exception):
@@ -46,6 +52,49 @@ def shortages(wanted: Mapping[uuid.UUID, int], levels: Mapping[uuid.UUID, StockL
     return short
 
 
+@dataclass(frozen=True)
+class OrderDecision:
+    """One order's outcome: committed with a ledger movement per product (delta, stock after it), or
+    rejected with its shortages and no movement."""
+
+    shortages: list[Shortage]
+    movements: dict[uuid.UUID, tuple[int, int]]
+
+    @property
+    def committed(self) -> bool:
+        return not self.shortages
+
+
+def decide_in_order(
+    orders: Sequence[Mapping[uuid.UUID, int]], levels: Mapping[uuid.UUID, StockLevel]
+) -> list[OrderDecision]:
+    """Decide orders one after the other, in arrival order, against a stock that each committed order
+    takes from: all or nothing per order, so an order short on one line takes nothing, and a later,
+    smaller order may still fit what an earlier, rejected one left."""
+    current = dict(levels)
+    decisions = []
+    for wanted in orders:
+        short = shortages(wanted, current)
+        movements: dict[uuid.UUID, tuple[int, int]] = {}
+        if not short:
+            for product_id, quantity in wanted.items():
+                level = current[product_id]
+                current[product_id] = StockLevel(level.stock - quantity, level.is_active)
+                movements[product_id] = (-quantity, level.stock - quantity)
+        decisions.append(OrderDecision(short, movements))
+    return decisions
+
+
+def net_deltas(decisions: Iterable[OrderDecision]) -> dict[uuid.UUID, int]:
+    """What the decisions take from each product in all, in ascending id order (the order rows are
+    written in, like the order they were locked in)."""
+    totals: dict[uuid.UUID, int] = {}
+    for decision in decisions:
+        for product_id, (delta, _after) in decision.movements.items():
+            totals[product_id] = totals.get(product_id, 0) + delta
+    return {product_id: totals[product_id] for product_id in sorted(totals)}
+
+
 def adjusted_stock(stock: int, delta: int) -> int:
     new_stock = stock + delta
     if new_stock < 0:
@@ -53,6 +102,20 @@ def adjusted_stock(stock: int, delta: int) -> int:
     if new_stock > MAX_STOCK:
         raise StockRuleBroken(f"the stock cannot exceed {MAX_STOCK}")
     return new_stock
+
+
+def checked_image_url(url: str) -> str:
+    """The URL if it is a plain https address of a host, else ValueError (a 422 at the API)."""
+    if not _IMAGE_URL.fullmatch(url):
+        raise ValueError("an image must be an https:// URL")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check: out of range or not a number raises
+    except ValueError as exc:
+        raise ValueError("an image must be an https:// URL with a valid host and port") from exc
+    if not parts.hostname or "@" in parts.netloc:
+        raise ValueError("an image URL needs a host and no user name or password")
+    return url
 
 
 def search_terms(q: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -17,9 +17,11 @@ from sqlalchemy import (
     Integer,
     Numeric,
     String,
+    Table,
     Text,
     func,
     literal_column,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -44,6 +46,8 @@ class Product(Base):
         Index("ix_products_active_price", "is_active", "price"),
         Index("ix_products_active_name", "is_active", "name"),
         Index("ix_products_active_created", "is_active", "created_at"),
+        # The category filter and GET /api/categories read active products of a category.
+        Index("ix_products_active_category", "is_active", "category"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True, default=uuid.uuid4)
@@ -54,6 +58,11 @@ class Product(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False, default="BDT")
     stock: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Grows by one in the very statement that changes the row (never read-modify-write), so that the
+    # ProductChanged events readers order by it can never share a version or carry a stale state.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default=text("1"))
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    images: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
@@ -103,3 +112,30 @@ class StockDecision(Base):
     shortages: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# Core handles of the tables: the use cases read and write rows, not ORM entities (no identity map, no
+# unit-of-work flush, no attribute instrumentation on paths that run per request or per event).
+PRODUCTS = cast(Table, Product.__table__)
+MOVEMENTS = cast(Table, StockMovement.__table__)
+DECISIONS = cast(Table, StockDecision.__table__)
+
+# A product as the API shows it, and as a ProductChanged event carries it (plus the version).
+PRODUCT_COLUMNS = tuple(
+    PRODUCTS.c[name]
+    for name in (
+        "id",
+        "sku",
+        "name",
+        "description",
+        "price",
+        "currency",
+        "stock",
+        "is_active",
+        "version",
+        "category",
+        "images",
+        "created_at",
+        "updated_at",
+    )
+)

@@ -14,7 +14,7 @@ from catalog.app import MIGRATIONS
 from catalog.handlers import HANDLERS
 from catalog.models import Product, StockMovement
 from catalog.settings import CatalogSettings
-from contracts import Envelope, OrderLine, PaymentSucceeded, new_envelope
+from contracts import Envelope, OrderLine, PaymentSucceeded, StockCommitRequested, new_envelope
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.migrate import upgrade
@@ -55,6 +55,15 @@ def migrated_database(settings: KitSettings, *, pool_size: int = 16) -> Database
 @pytest.fixture
 def pg_db(pg_settings: CatalogSettings) -> Iterator[Database]:
     db = migrated_database(pg_settings)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_db(request: pytest.FixtureRequest, sqlite_settings: CatalogSettings) -> Iterator[Database]:
+    """The catalog's database on PostgreSQL, then on SQLite (all-in-one mode)."""
+    settings = request.getfixturevalue("pg_settings") if request.param == "postgresql" else sqlite_settings
+    db = migrated_database(settings)
     yield db
     db.dispose()
 
@@ -141,5 +150,25 @@ def payment_succeeded() -> Callable[..., Envelope]:
             items=lines,
         )
         return new_envelope(data, producer=producer, correlation_id=order_id)
+
+    return envelope
+
+
+@pytest.fixture
+def stock_commit_requested() -> Callable[..., Envelope]:
+    """`stock_commit_requested({product_id: quantity}, order_id=..., payment_id=...)`: the orders
+    sweeper re-driving a paid order whose stock answer never came."""
+
+    def envelope(
+        quantities: dict[uuid.UUID, int], *, order_id: uuid.UUID | str, payment_id: uuid.UUID | str
+    ) -> Envelope:
+        lines = [
+            OrderLine(product_id=pid, sku="SKU", name="Seeded", unit_price=Decimal("100.00"), quantity=qty)
+            for pid, qty in quantities.items()
+        ]
+        data = StockCommitRequested(
+            order_id=uuid.UUID(str(order_id)), payment_id=uuid.UUID(str(payment_id)), items=lines
+        )
+        return new_envelope(data, producer="orders", correlation_id=order_id)
 
     return envelope

@@ -10,12 +10,12 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from orders import api, service
+from orders.catalog import CatalogLookup
 from orders.domain import InvalidTransition
 from orders.handlers import HANDLERS
 from orders.settings import OrdersSettings
 from shopkit.bus import Transport
 from shopkit.http import ServiceClient
-from shopkit.jobs import PeriodicJob
 from shopkit.lifecycle import ServiceRuntime
 from shopkit.problems import problem_response
 from shopkit.webapp import create_service_app
@@ -32,34 +32,24 @@ def create_app(
     """catalog_app: the catalog's ASGI app, called in-process (all-in-one mode); else catalog_url."""
     settings = settings or OrdersSettings()
     runtime = ServiceRuntime("orders", settings, migrations=MIGRATIONS, handlers=HANDLERS, transport=transport)
-    runtime.jobs.extend(
-        [
-            PeriodicJob(
-                "orders-payment-timeout",
-                settings.order_sweep_interval,
-                partial(service.cancel_expired_orders, runtime.db, batch=settings.order_sweep_batch),
-            ),
-            PeriodicJob(
-                "orders-saga-sweeper",
-                settings.order_sweep_interval,
-                partial(
-                    service.redrive_stuck_orders,
-                    runtime.db,
-                    stuck_after=settings.order_stuck_after,
-                    batch=settings.order_sweep_batch,
-                ),
-            ),
-        ]
+    batch = settings.order_sweep_batch
+    runtime.every(
+        settings.order_sweep_interval, "orders-payment-timeout", partial(service.cancel_expired_orders, batch=batch)
     )
-    catalog = ServiceClient(
+    runtime.every(
+        settings.order_sweep_interval,
+        "orders-saga-sweeper",
+        partial(service.redrive_stuck_orders, stuck_after=settings.order_stuck_after, batch=batch),
+    )
+    client = ServiceClient(
         settings.catalog_url,
         service_token=settings.internal_token,
-        timeout=settings.upstream_timeout,
+        timeout=min(settings.upstream_timeout, settings.order_catalog_timeout),
         asgi_app=catalog_app,
     )
-    runtime.on_shutdown(catalog.close)
+    runtime.on_shutdown(client.close)
     app = create_service_app(runtime, title="Shop orders")
-    app.state.catalog = catalog
+    app.state.catalog = CatalogLookup(client, retry_after=settings.order_catalog_retry_after)
 
     @app.exception_handler(InvalidTransition)
     async def _forbidden_transition(_request: Request, exc: InvalidTransition) -> JSONResponse:

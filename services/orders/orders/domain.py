@@ -1,4 +1,5 @@
-"""Rules of an order with no I/O: the state machine, line validation, pricing against the catalog."""
+"""Rules of an order with no I/O: the status table, line validation, pricing from the product view.
+What moves an order along the table is decided in saga.py."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class OrderStatus(StrEnum):
     PENDING_PAYMENT = "pending_payment"
     PAID = "paid"
     CONFIRMED = "confirmed"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
     CANCELLED = "cancelled"
     REFUND_PENDING = "refund_pending"
     REFUNDED = "refunded"
@@ -30,7 +33,9 @@ S = OrderStatus
 TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING_PAYMENT: frozenset({S.PAID, S.CANCELLED}),
     S.PAID: frozenset({S.CONFIRMED, S.REFUND_PENDING}),
-    S.CONFIRMED: frozenset({S.REFUND_PENDING}),
+    S.CONFIRMED: frozenset({S.SHIPPED, S.REFUND_PENDING}),
+    S.SHIPPED: frozenset({S.DELIVERED, S.REFUND_PENDING}),
+    S.DELIVERED: frozenset({S.REFUND_PENDING}),
     S.REFUND_PENDING: frozenset({S.REFUNDED}),
     S.CANCELLED: frozenset(),
     S.REFUNDED: frozenset(),
@@ -140,7 +145,8 @@ def merge_lines(lines: Iterable[RequestedLine]) -> list[RequestedLine]:
 def price_lines(
     lines: list[RequestedLine], products: Mapping[uuid.UUID, CatalogProduct]
 ) -> tuple[str, list[PricedLine]]:
-    """Snapshot the catalog's current sku, name and price into the lines. Returns (currency, lines)."""
+    """Snapshot the products' current sku, name and price into the lines. Returns (currency, lines).
+    The stock compared is the product view's, which is advisory: the catalog's commit decides."""
     unknown = [
         line.product_id for line in lines if line.product_id not in products or not products[line.product_id].is_active
     ]

@@ -7,7 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -37,6 +39,7 @@ class Order(Base):
         UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_idempotency_key"),
         CheckConstraint(f"status IN ({_STATUSES})", name="ck_orders_status"),
         CheckConstraint("total_amount >= 0", name="ck_orders_total_amount"),
+        CheckConstraint("refunded_amount >= 0", name="ck_orders_refunded_amount"),
         Index("ix_orders_user_created", "user_id", "created_at"),
         Index("ix_orders_created", "created_at"),
         Index("ix_orders_status_expires", "status", "expires_at"),
@@ -55,6 +58,17 @@ class Order(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     # The sweeper re-emits what a stuck order waits on at most once per stuck_after period.
     last_redriven_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Money given back of the paying payment (PaymentRefunded's running total for it).
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False, server_default="0")
+    # Refunds of payments that were not (yet) the paying one, as saga.SeenRefund values. Events can
+    # overtake each other: a refund seen before its PaymentSucceeded must still end the order refunded.
+    refunds_seen: Mapped[list[dict[str, object]] | None] = mapped_column(JSON(none_as_null=True))
+    # The address snapshotted at placement (schemas.ShippingAddress); null: the customer picks it up.
+    shipping_address: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
+    shipment_carrier: Mapped[str | None] = mapped_column(String(100))
+    shipment_tracking_number: Mapped[str | None] = mapped_column(String(100))
+    shipped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OrderItem(Base):
@@ -89,13 +103,18 @@ class OrderEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class RefundedPayment(Base):
-    """Refunds of payments that were not (yet) the order's paying one. Events can overtake each other:
-    a refund seen before its PaymentSucceeded must still end the order refunded, not confirmed."""
+class Product(Base):
+    """Orders' own view of the catalog's products, fed by ProductChanged (and by a read-through for a
+    product not heard of yet). A row only ever moves to a higher version. Its stock is advisory."""
 
-    __tablename__ = "refunded_payments"
+    __tablename__ = "products"
 
-    order_id: Mapped[uuid.UUID] = mapped_column(GUID(), ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True)
-    payment_id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True)
-    reason: Mapped[str] = mapped_column(Text, nullable=False)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    product_id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True)
+    sku: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(300), nullable=False)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    stock: Mapped[int] = mapped_column(Integer, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

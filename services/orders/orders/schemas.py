@@ -2,14 +2,62 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
-from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from contracts.events import Money
+from orders.countries import ISO_3166_ALPHA_2
 from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
+
+# Zero-width (non-)joiners are part of how Bengali and other scripts are written; every other
+# control or format character (NUL, newlines, bidi overrides) is refused, as are lone surrogates,
+# which the database could not store.
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _printable(text: str) -> str:
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs") and char not in _JOINERS:
+            raise ValueError(f"control characters are not allowed (U+{ord(char):04X})")
+    return text
+
+
+def _text(max_length: int) -> StringConstraints:
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+
+
+# Stripped, non-empty, printable strings of bounded length.
+Line = Annotated[str, _text(200), AfterValidator(_printable)]
+City = Annotated[str, _text(100), AfterValidator(_printable)]
+PostalCode = Annotated[str, _text(20), AfterValidator(_printable)]
+Label = Annotated[str, _text(100), AfterValidator(_printable)]
+
+
+def _country(code: str) -> str:
+    code = code.upper()
+    if code not in ISO_3166_ALPHA_2:
+        raise ValueError("not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=2), AfterValidator(_country)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()-]{2,30}$")]
+
+
+class ShippingAddress(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: Line
+    line1: Line
+    line2: Line | None = None
+    city: City
+    postal_code: PostalCode | None = None
+    country: Country
+    phone: Phone | None = None
 
 
 class OrderItemIn(BaseModel):
@@ -23,6 +71,15 @@ class PlaceOrderIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_LINES)
+    # None: the customer picks the order up.
+    shipping_address: ShippingAddress | None = None
+
+
+class ShipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    carrier: Label
+    tracking_number: Label
 
 
 class OrderItemOut(BaseModel):
@@ -40,13 +97,23 @@ class TimelineEntry(BaseModel):
     reason: str
 
 
+class ShipmentOut(BaseModel):
+    carrier: str
+    tracking_number: str
+    shipped_at: datetime
+    delivered_at: datetime | None
+
+
 class OrderOut(BaseModel):
     id: uuid.UUID
     user_id: uuid.UUID
     status: OrderStatus
     currency: str
     total_amount: Money
+    refunded_amount: Money
     items: list[OrderItemOut]
+    shipping_address: ShippingAddress | None
+    shipment: ShipmentOut | None
     timeline: list[TimelineEntry]
     created_at: datetime
     updated_at: datetime
@@ -58,23 +125,3 @@ class OrderPage(BaseModel):
     total: int
     page: int
     page_size: int
-
-
-class CatalogProductIn(BaseModel):
-    """One product of the catalog's internal lookup answer."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: uuid.UUID
-    sku: str
-    name: str
-    price: Decimal
-    currency: str
-    stock: int
-    is_active: bool
-
-
-class CatalogLookupIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    items: list[CatalogProductIn]

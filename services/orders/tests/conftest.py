@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
-from contracts import Envelope, EventData, new_envelope
+from contracts import Envelope, EventData, ProductChanged, new_envelope
+from contracts.internal import ProductLookupRequest, ProductLookupResponse
 from orders.app import create_app
 from orders.settings import OrdersSettings
+from shopkit.auth import SERVICE_TOKEN_HEADER
 from shopkit.bus.rabbitmq import RabbitMQTransport
-from shopkit.settings import KitSettings
+from shopkit.settings import DEV_INTERNAL_TOKEN, KitSettings
 from shopkit.testing import mint_access_token
 
 T = TypeVar("T")
@@ -44,48 +47,68 @@ class FakeProduct:
     currency: str = "BDT"
     stock: int = 10
     is_active: bool = True
+    version: int = 1
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        # Like the real catalog: every change of a product once created is a new version, published.
+        catalog = self.__dict__.get("_catalog")
+        if catalog is not None and name != "version":
+            super().__setattr__("version", self.version + 1)
+            catalog.changed(self)
+
+    def as_event(self) -> ProductChanged:
+        return ProductChanged(
+            product_id=self.id,
+            sku=self.sku,
+            name=self.name,
+            price=self.price,
+            currency=self.currency,
+            is_active=self.is_active,
+            stock=self.stock,
+            version=self.version,
+        )
 
 
 @dataclass
 class FakeCatalog:
-    """Answers the catalog's internal lookup from a dict; counts the calls so tests see round trips."""
+    """Answers the catalog's internal lookup (contracts.internal) from a dict, and only to a caller
+    with the service credential; counts the calls so tests see round trips. A product changed after
+    it was added is published as ProductChanged to whoever subscribed (the app's dispatcher)."""
 
     products: dict[uuid.UUID, FakeProduct] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
     delay: float = 0.0
+    token: str = DEV_INTERNAL_TOKEN
+    subscribers: list[Callable[[ProductChanged], None]] = field(default_factory=list)
 
     def add(self, price: str, *, stock: int = 10, currency: str = "BDT", active: bool = True) -> uuid.UUID:
+        """A product created a moment ago: orders has not heard of it yet."""
         product_id = uuid.uuid4()
         n = len(self.products) + 1
-        self.products[product_id] = FakeProduct(
-            product_id, f"SKU-{n}", f"Product {n}", Decimal(price), currency, stock, active
-        )
+        product = FakeProduct(product_id, f"SKU-{n}", f"Product {n}", Decimal(price), currency, stock, active)
+        product.__dict__["_catalog"] = self
+        self.products[product_id] = product
         return product_id
+
+    def changed(self, product: FakeProduct) -> None:
+        for subscriber in self.subscribers:
+            subscriber(product.as_event())
 
     @property
     def app(self) -> FastAPI:
         app = FastAPI()
 
         @app.post("/internal/products/lookup")
-        async def lookup(body: dict[str, Any]) -> dict[str, Any]:
+        async def lookup(body: dict[str, Any], request: Request) -> Any:
+            if request.headers.get(SERVICE_TOKEN_HEADER) != self.token:
+                return JSONResponse({"detail": "service credential required"}, status_code=401)
+            asked = ProductLookupRequest.model_validate(body)
             self.calls.append(body["ids"])
             if self.delay:
                 await asyncio.sleep(self.delay)
-            found = [self.products[uuid.UUID(i)] for i in body["ids"] if uuid.UUID(i) in self.products]
-            return {
-                "items": [
-                    {
-                        "id": str(p.id),
-                        "sku": p.sku,
-                        "name": p.name,
-                        "price": f"{p.price:.2f}",
-                        "currency": p.currency,
-                        "stock": p.stock,
-                        "is_active": p.is_active,
-                    }
-                    for p in found
-                ]
-            }
+            found = [self.products[i].as_event() for i in asked.ids if i in self.products]
+            return ProductLookupResponse(products=found).model_dump(mode="json")
 
         return app
 
@@ -111,6 +134,10 @@ def settings(pg_url: str, amqp_url: str, bus_namespace: str, tmp_path: Path) -> 
 @pytest.fixture
 def client(settings: OrdersSettings, catalog: FakeCatalog) -> Iterator[TestClient]:
     with TestClient(create_app(settings, catalog_app=catalog.app)) as test_client:
+        dispatcher = test_client.app.state.runtime.dispatcher  # type: ignore[attr-defined]
+        catalog.subscribers.append(
+            lambda change: dispatcher.handle(new_envelope(change, producer="catalog", correlation_id=change.product_id))
+        )
         yield test_client
 
 

@@ -133,21 +133,26 @@ def test_paging(catalog: Catalog) -> None:
 
 
 def test_internal_lookup_returns_known_products_including_archived(catalog: Catalog) -> None:
+    # The answer is contracts.internal.ProductLookupResponse: each product as its ProductChanged says.
     wanted = [catalog.ids["OIL-SOY-5"], catalog.ids["GONE-1"], str(uuid.uuid4())]
     response = catalog.client.post("/internal/products/lookup", json={"ids": wanted}, headers=SERVICE)
     assert response.status_code == 200
-    items = {item["sku"]: item for item in response.json()["items"]}
+    items = {item["sku"]: item for item in response.json()["products"]}
     assert set(items) == {"OIL-SOY-5", "GONE-1"}
     assert items["OIL-SOY-5"] == {
-        "id": catalog.ids["OIL-SOY-5"],
+        "product_id": catalog.ids["OIL-SOY-5"],
         "sku": "OIL-SOY-5",
         "name": "Soybean Oil 5L",
         "price": "920.50",
         "currency": "BDT",
         "stock": 3,
         "is_active": True,
+        "version": 1,
+        "category": None,
+        "images": [],
     }
     assert items["GONE-1"]["is_active"] is False
+    assert items["GONE-1"]["version"] == 2  # created, then archived
 
 
 def test_search_uses_the_full_text_index_on_postgresql(catalog: Catalog) -> None:

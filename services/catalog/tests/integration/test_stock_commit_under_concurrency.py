@@ -24,9 +24,15 @@ pytestmark = pytest.mark.integration
 
 
 def emitted(db: Database) -> list[dict[str, Any]]:
-    """Every envelope the catalog put in its outbox."""
+    """Every saga answer (StockCommitted, StockRejected) the catalog put in its outbox; the
+    ProductChanged events it emits beside them are checked in test_product_changed.py."""
     with db.engine.connect() as connection:
-        return [row.envelope for row in connection.execute(select(outbox.c.envelope))]
+        return [
+            row.envelope
+            for row in connection.execute(
+                select(outbox.c.envelope).where(outbox.c.event_type.in_(["StockCommitted", "StockRejected"]))
+            )
+        ]
 
 
 def stock_of(db: Database, product_id: uuid.UUID) -> int:

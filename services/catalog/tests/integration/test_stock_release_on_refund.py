@@ -24,6 +24,8 @@ from shopkit.outbox import outbox
 
 pytestmark = pytest.mark.integration
 
+SAGA_ANSWERS = {"StockCommitted", "StockRejected"}
+
 
 def refunded(payment: Envelope, *, payment_id: uuid.UUID | None = None) -> Envelope:
     data = PaymentRefunded(
@@ -52,8 +54,11 @@ def state(db: Database, product_id: uuid.UUID) -> tuple[int, list[tuple[str, int
 
 
 def emitted_types(db: Database) -> list[str]:
+    """The saga answers the catalog put in its outbox (ProductChanged has tests of its own)."""
     with db.engine.connect() as connection:
-        return sorted(row.event_type for row in connection.execute(select(outbox.c.event_type)))
+        return sorted(
+            row.event_type for row in connection.execute(select(outbox.c.event_type)) if row.event_type in SAGA_ANSWERS
+        )
 
 
 def test_refund_of_the_paying_payment_releases_once_even_when_delivered_concurrently(
@@ -166,3 +171,83 @@ def _payment_data(data: dict[str, Any]) -> Any:
         currency="BDT",
         items=data["items"],
     )
+
+
+def refund_v2(payment: Envelope, *, amount: str, restock: bool, fully_refunded: bool, refunded_so_far: str) -> Envelope:
+    data = PaymentRefunded(
+        payment_id=payment.data["payment_id"],
+        order_id=payment.data["order_id"],
+        provider="stripe",
+        amount=Decimal(amount),
+        currency="BDT",
+        reason="partial refund",
+        refunded_amount=Decimal(refunded_so_far),
+        fully_refunded=fully_refunded,
+        restock=restock,
+    )
+    return new_envelope(data, producer="payments", correlation_id=payment.data["order_id"])
+
+
+def test_a_partial_refund_with_restock_releases_the_committed_lines_once(
+    any_db: Database, seed_product: Callable[..., uuid.UUID], payment_succeeded: Callable[..., Envelope]
+) -> None:
+    dispatcher = EventDispatcher(any_db, HANDLERS)
+    tea, rice = seed_product(any_db, stock=10), seed_product(any_db, stock=4)
+    payment = payment_succeeded({tea: 3, rice: 2})  # 500.00 in all
+    dispatcher.handle(payment)
+
+    first = refund_v2(payment, amount="100.00", restock=True, fully_refunded=False, refunded_so_far="100.00")
+    rest = refund_v2(payment, amount="400.00", restock=True, fully_refunded=True, refunded_so_far="500.00")
+    for envelope in (
+        first,
+        first,
+        rest,
+        refund_v2(payment, amount="0.01", restock=True, fully_refunded=True, refunded_so_far="500.00"),
+    ):
+        dispatcher.handle(envelope)
+
+    assert state(any_db, tea) == (10, [("initial", 10), ("order_commit", -3), ("release", 3)])
+    assert state(any_db, rice) == (4, [("initial", 4), ("order_commit", -2), ("release", 2)])
+
+
+def test_a_refund_without_restock_leaves_the_stock_sold_until_one_says_restock(
+    any_db: Database, seed_product: Callable[..., uuid.UUID], payment_succeeded: Callable[..., Envelope]
+) -> None:
+    dispatcher = EventDispatcher(any_db, HANDLERS)
+    product = seed_product(any_db, stock=6)
+    payment = payment_succeeded({product: 2})
+    dispatcher.handle(payment)
+
+    # A goodwill refund of a delivered order: the goods stay with the customer.
+    dispatcher.handle(refund_v2(payment, amount="50.00", restock=False, fully_refunded=False, refunded_so_far="50.00"))
+    assert state(any_db, product) == (4, [("initial", 6), ("order_commit", -2)])
+    # Then the goods come back (a return): the rest is refunded and the stock goes back on the shelf.
+    dispatcher.handle(refund_v2(payment, amount="150.00", restock=True, fully_refunded=True, refunded_so_far="200.00"))
+    assert state(any_db, product) == (6, [("initial", 6), ("order_commit", -2), ("release", 2)])
+
+
+def test_a_v1_refund_event_reads_as_a_full_refund_that_restocks(
+    any_db: Database, seed_product: Callable[..., uuid.UUID], payment_succeeded: Callable[..., Envelope]
+) -> None:
+    dispatcher = EventDispatcher(any_db, HANDLERS)
+    product = seed_product(any_db, stock=3)
+    payment = payment_succeeded({product: 3})
+    dispatcher.handle(payment)
+    # What a payments service of the previous release put on the bus: no refunded_amount, no restock.
+    v1 = Envelope(
+        type="PaymentRefunded",
+        version=1,
+        producer="payments",
+        correlation_id=str(payment.data["order_id"]),
+        data={
+            "payment_id": payment.data["payment_id"],
+            "order_id": payment.data["order_id"],
+            "provider": "stripe",
+            "amount": payment.data["amount"],
+            "currency": "BDT",
+            "reason": "stock rejected",
+        },
+    )
+    dispatcher.handle(v1)
+    dispatcher.handle(v1)
+    assert state(any_db, product) == (3, [("initial", 3), ("order_commit", -3), ("release", 3)])

@@ -12,10 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from contracts import PaymentSucceeded, Shortage, StockRejected, new_envelope
+from orders import service
 from orders.app import create_app
-from orders.service import cancel_expired_orders, redrive_stuck_orders
 from orders.settings import OrdersSettings
 from shopkit.auth import load_keys
+from shopkit.db import Database
+from shopkit.uow import unit_of_work
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +33,17 @@ def place(client, catalog, headers):
         return response.json()
 
     return _place
+
+
+def cancel_expired_orders(db: Database, **kwargs) -> int:
+    """The job as the runtime runs it: in a fresh unit of work."""
+    with unit_of_work(db) as uow:
+        return service.cancel_expired_orders(uow, **kwargs)
+
+
+def redrive_stuck_orders(db: Database, **kwargs) -> int:
+    with unit_of_work(db) as uow:
+        return service.redrive_stuck_orders(uow, **kwargs)
 
 
 def outbox(db_rows, order_id: str, event_type: str) -> list[dict]:
@@ -88,7 +101,7 @@ def _pay(client, order: dict, payment: uuid.UUID) -> None:
     client.app.state.runtime.dispatcher.handle(new_envelope(data, producer="payments", correlation_id=order["id"]))
 
 
-def test_order_stuck_in_paid_is_redriven_with_its_payment(client, place, db_rows, settings):
+def test_order_stuck_in_paid_asks_the_catalog_with_its_own_command(client, place, db_rows, settings):
     db = client.app.state.runtime.db
     order, payment = place(), uuid.uuid4()
     _pay(client, order, payment)
@@ -100,15 +113,19 @@ def test_order_stuck_in_paid_is_redriven_with_its_payment(client, place, db_rows
     assert redrive_stuck_orders(db, stuck_after=60, now=later + timedelta(seconds=30)) == 0  # no spam
     assert redrive_stuck_orders(db, stuck_after=60, now=later + timedelta(seconds=61)) == 1
 
-    redriven = outbox(db_rows, order["id"], "PaymentSucceeded")
+    # Orders' own command, never another service's PaymentSucceeded.
+    assert outbox(db_rows, order["id"], "PaymentSucceeded") == []
+    redriven = outbox(db_rows, order["id"], "StockCommitRequested")
     assert len(redriven) == 2
     assert redriven[0]["id"] != redriven[1]["id"]
     first = redriven[0]
     assert first["producer"] == "orders"
+    assert first["correlation_id"] == order["id"]
+    assert first["data"]["order_id"] == order["id"]
     assert first["data"]["payment_id"] == str(payment)
-    assert first["data"]["provider"] == "bkash"
-    assert first["data"]["amount"] == order["total_amount"]
-    assert [(i["sku"], i["quantity"]) for i in first["data"]["items"]] == [(order["items"][0]["sku"], 1)]
+    assert [(i["sku"], i["quantity"], i["unit_price"]) for i in first["data"]["items"]] == [
+        (order["items"][0]["sku"], 1, order["items"][0]["unit_price"])
+    ]
     assert status(db_rows, order["id"]) == "paid"
 
 

@@ -18,7 +18,11 @@ EXPECTED_ALLOWED = {
     (S.PENDING_PAYMENT, S.CANCELLED),
     (S.PAID, S.CONFIRMED),
     (S.PAID, S.REFUND_PENDING),
+    (S.CONFIRMED, S.SHIPPED),
     (S.CONFIRMED, S.REFUND_PENDING),
+    (S.SHIPPED, S.DELIVERED),
+    (S.SHIPPED, S.REFUND_PENDING),
+    (S.DELIVERED, S.REFUND_PENDING),
     (S.REFUND_PENDING, S.REFUNDED),
 }
 ALL_PAIRS = list(itertools.product(OrderStatus, OrderStatus))
@@ -48,4 +52,4 @@ def test_forbidden_transition_raises(current, target):
 
 def test_unknown_status_is_refused():
     with pytest.raises(ValueError):
-        transition("pending_payment", "shipped")
+        transition("pending_payment", "lost")
