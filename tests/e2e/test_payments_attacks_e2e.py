@@ -3,6 +3,8 @@ admin's partial refund of a confirmed order, as payments records it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
 
 import aiohttp
@@ -87,3 +89,21 @@ async def test_an_admin_refunds_part_of_a_confirmed_order(shop: Shop) -> None:
             "1000.00",
             "250.00",
         )
+        # The order keeps its status and counts the refund; a partial refund restocks only when asked.
+        partly = await customer.order(order["id"])
+        assert (partly["status"], partly["refunded_amount"]) == ("confirmed", "250.00"), partly["timeline"]
+        assert (await customer.product(product["id"]))["stock"] == 2
+
+        rest = await admin.call("POST", f"/api/payments/{payment['id']}/refund", json={"reason": "returned"})
+        assert rest.status == 202, rest.body
+        refunded_order = await customer.wait_order(order["id"], {"refunded"})
+        assert refunded_order["refunded_amount"] == "1000.00"
+        # The rest of an order that was not shipped: its stock goes back on the shelf (the catalog
+        # applies the same PaymentRefunded on its own time).
+        deadline = time.monotonic() + 30
+        for _ in range(120):
+            stock = (await customer.product(product["id"]))["stock"]
+            if stock == 4 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        assert stock == 4
