@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from payments.audit import for_payment
 from payments.context import PaymentsContext
-from payments.domain import CAPTURED_STATUSES, RefundRefused, RefundStatus, refund_amount
+from payments.domain import CAPTURED_STATUSES, RefundRefused, RefundStatus, money, refund_amount
 from payments.flows import ledger
 from payments.flows.locks import lock_payment
 from payments.models import Payment, Refund, utcnow
@@ -48,6 +48,8 @@ def request_refund(
     Raises RefundRefused."""
     earlier = ledger.refund_with_key(uow.session, payment.id, key)
     if earlier is not None:
+        if amount is not None and money(amount) != earlier.amount:
+            raise RefundRefused("this Idempotency-Key was already used for another refund", conflict=True)
         return earlier
     if payment.status not in CAPTURED_STATUSES:
         raise RefundRefused(f"only a paid payment can be refunded; this one is {payment.status}", conflict=True)

@@ -116,6 +116,8 @@ def test_the_same_request_twice_refunds_once(svc: Payments) -> None:
     payment = _paid_payment(svc)
     _admin_refund(svc, payment, "100.00", key="k-1")
     _admin_refund(svc, payment, "100.00", key="k-1")
+    with pytest.raises(Conflict, match="Idempotency-Key"):
+        _admin_refund(svc, payment, "200.00", key="k-1")
     request = RefundRequested(order_id=payment.order_id, payment_id=payment.id, reason="stock", amount=None)
     event_id = svc.deliver(request)
     svc.deliver(request, event_id=event_id)  # redelivered: the inbox skips it
