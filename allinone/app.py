@@ -40,6 +40,7 @@ class AllInOne:
         from gateway.app import create_app as create_gateway
         from orders.app import create_app as create_orders
         from payments.app import create_app as create_payments
+        from payments.settings import sandbox_plan
         from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
         from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
 
@@ -57,10 +58,15 @@ class AllInOne:
             runtime = app.state.runtime
             readiness[f"{name}.database"] = runtime.check_database
             readiness[f"{name}.broker"] = runtime.check_broker
+        # A sandbox never stands beside real provider keys, nor in production: payments decides.
+        plan = sandbox_plan()
+        sandboxes: dict[str, ASGIApp] = {}
+        if plan.stripe:
+            sandboxes["/sandbox/stripe"] = create_stripe_sandbox()
+        if plan.bkash:
+            sandboxes["/sandbox/bkash"] = create_bkash_sandbox()
         self.gateway = create_gateway(
-            upstreams=asgi_upstreams(self.services),
-            extra_mounts={"/sandbox/stripe": create_stripe_sandbox(), "/sandbox/bkash": create_bkash_sandbox()},
-            readiness=readiness,
+            upstreams=asgi_upstreams(self.services), extra_mounts=sandboxes, readiness=readiness
         )
 
     @asynccontextmanager

@@ -76,6 +76,15 @@ class Member:
         return self.process is not None and self.process.poll() is None
 
 
+def sandboxes_not_allowed(env: Mapping[str, str]) -> set[str]:
+    """A sandbox never stands beside real provider keys, nor in production (payments decides, from
+    this environment as the children get it): its port stays closed."""
+    from payments.settings import sandbox_plan
+
+    plan = sandbox_plan(env)
+    return {name for name, allowed in (("stripe-sandbox", plan.stripe), ("bkash-sandbox", plan.bkash)) if not allowed}
+
+
 def parse_replicas(text: str) -> dict[str, int]:
     replicas: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -175,6 +184,7 @@ class Cluster:
         if unknown:
             names = ", ".join(sorted(unknown))
             raise ValueError(f"unknown process(es) {names}; known: {', '.join(PROCESSES)}")
+        wanted -= sandboxes_not_allowed(self.extra_env)
         self.members: dict[str, Member] = {}
         for name, (module, offset, ready) in PROCESSES.items():
             if name not in wanted:

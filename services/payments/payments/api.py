@@ -2,136 +2,119 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-import stripe
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 
+from contracts.events import Provider
+from payments.context import PaymentsContext
 from payments.domain import public_status
-from payments.schemas import CallbackOutcome, PaymentCreate, PaymentOut, PaymentPage, RefundCreate
-from payments.service import PaymentService
+from payments.flows import bkash_flow, queries, refunds, starting, stripe_webhooks
+from payments.providers.base import WebhookRejected
+from payments.schemas import (
+    CallbackOutcome,
+    PaymentCreate,
+    PaymentOut,
+    PaymentPage,
+    PublicStatus,
+    RefundCreate,
+    json_response,
+    page_response,
+    payment_response,
+)
 from shopkit.auth import Principal, current_principal, require_admin
 from shopkit.problems import BadRequest
-
-log = logging.getLogger("payments.api")
+from shopkit.uow import UnitOfWork
+from shopkit.webapp import get_uow
 
 router = APIRouter(prefix="/api/payments", tags=["payments"])
 
+ACKNOWLEDGED = b'{"received":true}'
 
-def get_service(request: Request) -> PaymentService:
-    service: PaymentService = request.app.state.payments
-    return service
+
+def get_context(request: Request) -> PaymentsContext:
+    context: PaymentsContext = request.app.state.payments
+    return context
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+Context = Annotated[PaymentsContext, Depends(get_context)]
+Uow = Annotated[UnitOfWork, Depends(get_uow)]
+Customer = Annotated[Principal, Depends(current_principal)]
+Admin = Annotated[Principal, Depends(require_admin)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
 @router.post("", status_code=201, response_model=PaymentOut)
-def create_payment(
-    body: PaymentCreate,
-    response: Response,
-    principal: Principal = Depends(current_principal),
-    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=255),
-    service: PaymentService = Depends(get_service),
-) -> PaymentOut:
-    started = service.start_payment(principal, body.order_id, body.provider, idempotency_key)
-    if not started.created:
-        response.status_code = 200
-    return PaymentOut.of(started.payment)
+def create_payment(body: PaymentCreate, principal: Customer, context: Context, key: IdempotencyKey = None) -> Response:
+    started = starting.start_payment(context, principal, body.order_id, body.provider, key)
+    return payment_response(started.payment, 201 if started.created else 200)
 
 
 @router.get("/bkash/callback", response_model=CallbackOutcome)
 def bkash_callback(
     request: Request,
-    payment_reference: str = Query(alias="paymentID", min_length=1, max_length=255),
-    status: Literal["success", "failure", "cancel"] = Query(),
-    service: PaymentService = Depends(get_service),
+    context: Context,
+    reference: Annotated[str, Query(alias="paymentID", min_length=1, max_length=255)],
+    status: Annotated[Literal["success", "failure", "cancel"], Query()],
 ) -> Response:
-    service.logger.record(
-        direction="inbound",
-        provider="bkash",
-        operation="callback",
-        url=str(request.url),
-        request=dict(request.query_params),
-        response=None,
-        status=None,
-    )
-    payment = service.bkash_callback(payment_reference, status)
-    outcome = {
-        "payment_id": str(payment.id),
-        "order_id": str(payment.order_id),
-        "status": public_status(payment.status),
-    }
-    frontend = service.settings.frontend_url
+    payment = bkash_flow.on_callback(context, reference, status, str(request.url), request.query_params)
+    outcome = CallbackOutcome(payment_id=payment.id, order_id=payment.order_id, status=public_status(payment.status))
+    frontend = context.settings.frontend_url
     if frontend:
         separator = "&" if "?" in frontend else "?"
-        query = urlencode({"payment_id": outcome["payment_id"], "status": outcome["status"]})
+        query = urlencode({"payment_id": str(outcome.payment_id), "status": outcome.status})
         return RedirectResponse(f"{frontend}{separator}{query}", status_code=303)
-    return JSONResponse(outcome)
+    return json_response(outcome)
 
 
 @router.post("/webhooks/stripe")
-async def stripe_webhook(request: Request, service: PaymentService = Depends(get_service)) -> JSONResponse:
-    raw = await request.body()
-    signature = request.headers.get("stripe-signature")
+def stripe_webhook(request: Request, context: Context, raw: Annotated[bytes, Depends(raw_body)]) -> Response:
     try:
-        event = service.stripe.verify_webhook(raw, signature)
-    except (stripe.SignatureVerificationError, ValueError) as exc:
-        await run_in_threadpool(_log_webhook, service, request, raw, 400)
-        raise BadRequest("the Stripe-Signature does not verify against this body") from exc
-    if not isinstance(event, dict) or not event.get("id"):
-        raise BadRequest("not a Stripe event")
-    await run_in_threadpool(_log_webhook, service, request, raw, 200)
-    event_row_id = await run_in_threadpool(service.store_stripe_event, event)
-    if event_row_id is not None:
-        try:
-            await run_in_threadpool(service.process_stripe_event, event_row_id)
-        except Exception:
-            # Stored is enough to answer 2xx: the sweeper processes it again.
-            log.exception("processing a stored Stripe event failed", extra={"event": event.get("id")})
-    return JSONResponse({"received": True})
-
-
-def _log_webhook(service: PaymentService, request: Request, raw: bytes, status: int) -> None:
-    service.logger.record(
-        direction="inbound",
-        provider="stripe",
-        operation="webhook",
-        url=str(request.url),
-        request={"headers": dict(request.headers), "body": raw.decode("utf-8", errors="replace")},
-        response=None,
-        status=status,
-    )
+        stripe_webhooks.receive_stripe_webhook(context, raw, request.headers, str(request.url))
+    except WebhookRejected as exc:
+        raise BadRequest(str(exc)) from exc
+    return Response(ACKNOWLEDGED, media_type="application/json")
 
 
 @router.get("", response_model=PaymentPage)
 def list_payments(
+    principal: Customer,
+    uow: Uow,
     order_id: uuid.UUID | None = None,
-    page: int = Query(default=1, ge=1),
-    page_size: int = Query(default=20, ge=1, le=100),
-    principal: Principal = Depends(current_principal),
-    service: PaymentService = Depends(get_service),
-) -> PaymentPage:
-    items, total = service.list_payments(principal, order_id, page, page_size)
-    return PaymentPage(items=[PaymentOut.of(p) for p in items], total=total, page=page, page_size=page_size)
+    status: PublicStatus | None = None,
+    provider: Provider | None = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    """A customer's own payments; for an admin every payment, filtered by order, status or provider."""
+    filters = queries.PaymentFilters(page, page_size, order_id, status, provider)
+    items, total = queries.list_payments(uow, principal, filters)
+    return page_response(items, total, page, page_size)
 
 
 @router.get("/{payment_id}", response_model=PaymentOut)
-def get_payment(
-    payment_id: uuid.UUID,
-    principal: Principal = Depends(current_principal),
-    service: PaymentService = Depends(get_service),
-) -> PaymentOut:
-    return PaymentOut.of(service.get_payment(principal, payment_id))
+def get_payment(payment_id: uuid.UUID, principal: Customer, uow: Uow) -> Response:
+    return payment_response(queries.get_payment(uow, principal, payment_id))
 
 
 @router.post("/{payment_id}/refund", status_code=202, response_model=PaymentOut)
 def refund_payment(
-    payment_id: uuid.UUID,
-    body: RefundCreate,
-    _admin: Principal = Depends(require_admin),
-    service: PaymentService = Depends(get_service),
-) -> PaymentOut:
-    return PaymentOut.of(service.admin_refund(payment_id, body.reason))
+    payment_id: uuid.UUID, body: RefundCreate, _admin: Admin, uow: Uow, context: Context, key: IdempotencyKey = None
+) -> Response:
+    payment = refunds.refund_payment(
+        uow,
+        payment_id,
+        amount=body.amount,
+        reason=body.reason,
+        restock=body.restock,
+        key=f"admin-{key or uuid.uuid4()}",
+        providers=context.providers,
+    )
+    return payment_response(payment, 202)

@@ -1,42 +1,71 @@
-"""Wiring of the payments service: routes, event handlers, jobs, lifespan."""
+"""Wiring of the payments service: providers, routes, event handlers, workers, jobs, lifespan."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from payments import api
-from payments.audit import ProviderLogger
-from payments.bkash_adapter import BkashGateway
-from payments.handlers import register_handlers
-from payments.service import PaymentService
+from payments import api, audit
+from payments.audit import ProviderLog
+from payments.context import PaymentsContext
+from payments.flows import bkash_flow, stripe_webhooks
+from payments.handlers import build_handlers
+from payments.providers.bkash import BkashProvider
+from payments.providers.registry import ProviderRegistry
+from payments.providers.stripe import StripeProvider
 from payments.settings import PaymentsSettings
-from payments.stripe_adapter import StripeGateway
+from payments.workers import Workers
 from shopkit.bus import Transport
 from shopkit.jobs import PeriodicJob
 from shopkit.lifecycle import ServiceRuntime
+from shopkit.uow import UnitOfWork
 from shopkit.webapp import create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+PRUNE_INTERVAL = 3600.0
 
 
 def create_app(settings: PaymentsSettings | None = None, *, transport: Transport | None = None) -> FastAPI:
     settings = settings or PaymentsSettings()
-    bkash_holder: list[BkashGateway] = []
+    runtime = ServiceRuntime("payments", settings, migrations=MIGRATIONS, transport=transport)
+    holder: list[ProviderRegistry] = []
 
     def secrets() -> tuple[str, ...]:
-        live = bkash_holder[0].known_tokens() if bkash_holder else ()
-        return (*settings.provider_secrets().values(), *live)
+        live = holder[0].known_secrets() if holder else ()
+        return (*settings.provider_secrets().values(), settings.sandbox_stripe_webhook_secret, *live)
 
-    runtime = ServiceRuntime("payments", settings, migrations=MIGRATIONS, transport=transport)
-    logger = ProviderLogger(runtime.db, secrets)
-    bkash = BkashGateway(settings, logger)
-    bkash_holder.append(bkash)
-    service = PaymentService(runtime.db, settings, StripeGateway(settings, logger), bkash, logger)
-    register_handlers(runtime.handlers, service)
-    runtime.jobs.append(PeriodicJob("payments-sweeper", settings.sweep_interval, service.sweep))
+    provider_log = ProviderLog(runtime.db, secrets)
+    providers = ProviderRegistry(
+        stripe=StripeProvider(settings, provider_log), bkash=BkashProvider(settings, provider_log)
+    )
+    holder.append(providers)
+    context = PaymentsContext(runtime.db, settings, providers, provider_log)
+    build_handlers(runtime.handlers, providers)
+    workers = Workers(context)
+    retention = timedelta(days=settings.provider_log_retention_days)
+
+    def prune(uow: UnitOfWork) -> None:
+        audit.prune(uow.session, retention)
+        stripe_webhooks.prune_processed(uow.session, retention)
+        uow.commit()
+
+    async def start_workers() -> None:
+        workers.start()
+
+    async def stop_workers() -> None:
+        workers.stop()
+        providers.close()
+
+    runtime.on_startup(start_workers)
+    runtime.on_shutdown(stop_workers)
+    stuck = PeriodicJob(
+        "payments-stuck-executions", settings.bkash_stuck_after / 2, lambda: bkash_flow.settle_stuck_executions(context)
+    )
+    runtime.jobs.append(stuck)
+    runtime.every(PRUNE_INTERVAL, "payments-provider-log-pruning", prune)
     app = create_service_app(runtime, title="Shop payments")
-    app.state.payments = service
+    app.state.payments = context
     app.include_router(api.router)
     return app

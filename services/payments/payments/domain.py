@@ -1,13 +1,15 @@
-"""Rules of payments with no I/O: states, money in minor units, what a provider's answer means."""
+"""Rules of payments with no I/O: states, money in minor units, what a verified success means for an
+order, how refunds add up, what a bKash answer means, redaction of the provider log."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 
-PROVIDERS = ("stripe", "bkash")
+ZERO = Decimal("0.00")
 
 
 class PaymentStatus(StrEnum):
@@ -18,18 +20,21 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     REFUND_PENDING = "refund_pending"
+    PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
 
 
 OPEN_STATUSES = (PaymentStatus.INITIATED, PaymentStatus.EXECUTING)
-# A provider's verified success is believed from these states: a payment we cancelled locally (the
-# customer switched provider, the order timed out) may still have been paid at the provider.
-SUCCESS_FROM = (
-    PaymentStatus.INITIATED,
-    PaymentStatus.EXECUTING,
-    PaymentStatus.CANCELLED,
-    PaymentStatus.FAILED,
+# Money was taken at the provider (and may have been given back, in part or in full).
+CAPTURED_STATUSES = (
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.REFUND_PENDING,
+    PaymentStatus.REFUNDED,
 )
+# Closed without money: a success the provider reports later is refunded, never believed as paid.
+CLOSED_STATUSES = (PaymentStatus.FAILED, PaymentStatus.CANCELLED)
+PUBLIC_STATUSES = tuple(s.value for s in PaymentStatus if s is not PaymentStatus.EXECUTING)
 
 
 class OrderStatus(StrEnum):
@@ -38,17 +43,27 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class Fulfilment(StrEnum):
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+
+
 class RefundStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
-FULL_REFUND_KEY = "full"
-
-
 def public_status(status: str) -> str:
     return PaymentStatus.INITIATED.value if status == PaymentStatus.EXECUTING else status
+
+
+def statuses_shown_as(public: str) -> tuple[str, ...]:
+    """The stored statuses a client's status filter means."""
+    return OPEN_STATUSES if public == PaymentStatus.INITIATED else (public,)
+
+
+# Money
 
 
 def money(value: Decimal | str | int) -> Decimal:
@@ -74,6 +89,9 @@ def same_money(expected: Decimal, currency: str, got_amount: Decimal | None, got
     return money(expected) == money(got_amount) and currency.upper() == got_currency.upper()
 
 
+# A verified success
+
+
 @dataclass(frozen=True)
 class SuccessDecision:
     """What to do with a verified success: emit PaymentSucceeded, or refund it at once (and why)."""
@@ -93,6 +111,82 @@ def decide_on_success(order_status: str | None, other_succeeded_payment: bool) -
     return SuccessDecision(None)
 
 
+def decide_on_late_success(status: str) -> SuccessDecision:
+    """A success for a payment the shop already closed (the customer switched provider, the order
+    timed out, the provider said it failed): the money goes back, the payment never turns paid."""
+    return SuccessDecision(f"the payment was already {status} when the provider reported it paid")
+
+
+# Refunds
+
+
+class RefundRefused(Exception):
+    """A refund that cannot be asked for; `conflict` when the payment's state (not the amount) is why."""
+
+    def __init__(self, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        self.conflict = conflict
+
+
+@dataclass(frozen=True)
+class RefundTotals:
+    """A payment's amount against its refunds: done (`refunded`) and asked for but not done (`pending`)."""
+
+    amount: Decimal
+    refunded: Decimal
+    pending: Decimal
+    count: int
+
+    @property
+    def rest(self) -> Decimal:
+        """What may still be asked for."""
+        return max(ZERO, money(self.amount - self.refunded - self.pending))
+
+    def status(self) -> PaymentStatus:
+        if self.refunded >= self.amount:
+            return PaymentStatus.REFUNDED
+        if self.refunded + self.pending >= self.amount:
+            return PaymentStatus.REFUND_PENDING
+        if self.refunded > ZERO:
+            return PaymentStatus.PARTIALLY_REFUNDED
+        return PaymentStatus.SUCCEEDED
+
+
+def totals_of(amount: Decimal, refunds: Iterable[tuple[str, Decimal]]) -> RefundTotals:
+    """`refunds`: (status, amount) of every ledger row of one payment."""
+    refunded = pending = ZERO
+    count = 0
+    for status, value in refunds:
+        if status == RefundStatus.SUCCEEDED:
+            refunded += money(value)
+        elif status == RefundStatus.PENDING:
+            pending += money(value)
+        if status != RefundStatus.FAILED:
+            count += 1
+    return RefundTotals(money(amount), money(refunded), money(pending), count)
+
+
+def refund_amount(totals: RefundTotals, requested: Decimal | None, *, max_refunds: int | None) -> Decimal | None:
+    """How much to refund now: the requested amount, or the rest when none is given. None: nothing is
+    left to refund (asking for "the rest" again is a no-op). Raises RefundRefused."""
+    if requested is not None and money(requested) <= ZERO:
+        raise RefundRefused("a refund amount must be positive")
+    rest = totals.rest
+    if requested is None and rest == ZERO:
+        return None
+    if requested is not None and money(requested) > rest:
+        raise RefundRefused(f"only {rest:.2f} of this payment is left to refund")
+    if max_refunds is not None and totals.count >= max_refunds:
+        raise RefundRefused(f"this provider allows at most {max_refunds} refunds of one payment", conflict=True)
+    return rest if requested is None else money(requested)
+
+
+def default_restock(fulfilment: str | None) -> bool:
+    """Stock goes back on the shelf for an order not yet shipped; after shipping only when asked
+    (a return), since the goods are with the customer."""
+    return fulfilment not in (Fulfilment.SHIPPED, Fulfilment.DELIVERED)
+
+
 # bKash: outcome of Execute / Query
 
 
@@ -107,6 +201,10 @@ class BkashOutcome(StrEnum):
 SUCCESS_CODE = "0000"
 # Execute answers that settle the payment as failed: money will not be taken on this paymentID.
 BKASH_FINAL_FAILURES = frozenset({"2006", "2007", "2010", "2011", "2014", "2023", "2069"})
+# Refund answers that mean the money is back already (a previous attempt's answer was lost).
+BKASH_ALREADY_REFUNDED = "2034"
+# Refund answers that will not change on a retry.
+BKASH_REFUND_REFUSALS = frozenset({"2002", "2006", "2026", "2033", "2074"})
 
 
 def bkash_error(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -177,6 +275,6 @@ def redact(value: Any, secrets: tuple[str, ...] = ()) -> Any:
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
-        if secret and len(secret) >= 6:
+        if secret and len(secret) >= 6 and secret in text:
             text = text.replace(secret, REDACTED)
     return text

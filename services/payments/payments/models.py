@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shopkit.db import GUID
@@ -32,6 +32,8 @@ class PayableOrder(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
+    # Learnt from OrderShipped / OrderDelivered: None until shipped. Decides the default of `restock`.
+    fulfilment: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
@@ -44,6 +46,9 @@ class Payment(Base):
         UniqueConstraint("user_id", "idempotency_key", name="uq_payments_user_idempotency_key"),
         Index("ix_payments_provider_reference", "provider", "provider_reference"),
         Index("ix_payments_status", "status", "updated_at"),
+        Index("ix_payments_created_at", "created_at"),
+        Index("ix_payments_provider_transaction", "provider", "provider_transaction_id"),
+        Index("ix_payments_provider_cancel_due_at", "provider_cancel_due_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True, default=uuid.uuid4)
@@ -58,6 +63,11 @@ class Payment(Base):
     redirect_url: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Sum of the refunds the provider confirmed.
+    refunded_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False, default=Decimal("0.00"))
+    # Set when the payment was closed here but is still open at the provider (a Checkout Session to
+    # expire): the provider is asked after the commit, from then on, until it has answered.
+    provider_cancel_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
@@ -68,15 +78,21 @@ class Refund(Base):
     """The refund ledger: a row exists before the provider is asked, so no path refunds twice."""
 
     __tablename__ = "refunds"
-    __table_args__ = (UniqueConstraint("payment_id", "idempotency_key", name="uq_refunds_payment_key"),)
+    __table_args__ = (
+        UniqueConstraint("payment_id", "idempotency_key", name="uq_refunds_payment_key"),
+        Index("ix_refunds_status", "status", "claimed_until"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(GUID(), primary_key=True, default=uuid.uuid4)
     payment_id: Mapped[uuid.UUID] = mapped_column(GUID(), nullable=False, index=True)
-    # "full" for a full refund: the unique constraint then allows one full refund per payment.
+    # Who asked, once: the RefundRequested event's id, the admin's Idempotency-Key, the provider's
+    # own total for a refund made outside the shop. A redelivered request finds its row.
     idempotency_key: Mapped[str] = mapped_column(String(255), nullable=False)
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+    # Whether the order's committed stock goes back once this refund is done (PaymentRefunded.restock).
+    restock: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     provider_refund_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -104,6 +120,9 @@ class WebhookEvent(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     outcome: Mapped[str | None] = mapped_column(Text)
+    # An event whose application failed is tried again from then (the others go on meanwhile).
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ProviderLog(Base):
@@ -120,4 +139,4 @@ class ProviderLog(Base):
     response: Mapped[str | None] = mapped_column(Text)
     status: Mapped[int | None] = mapped_column(Integer)
     payment_id: Mapped[uuid.UUID | None] = mapped_column(GUID(), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)

@@ -1,28 +1,38 @@
-"""Request and response models of the payments API."""
+"""Request and response models of the payments API. Responses are serialised once, from the model
+built without validation (the values come from our own rows), and sent as ready bytes."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from payments.domain import money, public_status
+from contracts.events import Provider
+from payments.domain import CAPTURED_STATUSES, PUBLIC_STATUSES, ZERO, money, public_status
 from payments.models import Payment
+
+PublicStatus = Literal[PUBLIC_STATUSES]  # type: ignore[valid-type]
 
 
 class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: uuid.UUID
-    provider: Literal["stripe", "bkash"]
+    provider: Provider
 
 
 class RefundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=1, max_length=500)
+    # Without it, all that is left of the payment is refunded.
+    amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    # Without it: restock when the rest is refunded of an order not yet shipped.
+    restock: bool | None = None
 
 
 class PaymentOut(BaseModel):
@@ -32,24 +42,32 @@ class PaymentOut(BaseModel):
     status: str
     amount: str
     currency: str
+    # What the provider took (0.00 until paid) and what went back of it.
+    captured_amount: str
+    refunded_amount: str
     provider_reference: str | None
     provider_transaction_id: str | None
     redirect_url: str | None
     created_at: datetime
+    updated_at: datetime
 
     @classmethod
     def of(cls, payment: Payment) -> PaymentOut:
-        return cls(
+        captured = payment.amount if payment.status in CAPTURED_STATUSES else ZERO
+        return cls.model_construct(
             id=payment.id,
             order_id=payment.order_id,
             provider=payment.provider,
             status=public_status(payment.status),
             amount=f"{money(payment.amount):.2f}",
             currency=payment.currency,
+            captured_amount=f"{money(captured):.2f}",
+            refunded_amount=f"{money(payment.refunded_amount or ZERO):.2f}",
             provider_reference=payment.provider_reference,
             provider_transaction_id=payment.provider_transaction_id,
             redirect_url=payment.redirect_url,
             created_at=payment.created_at,
+            updated_at=payment.updated_at,
         )
 
 
@@ -64,3 +82,18 @@ class CallbackOutcome(BaseModel):
     payment_id: uuid.UUID
     order_id: uuid.UUID
     status: str
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    return Response(model.model_dump_json().encode(), status_code=status_code, media_type="application/json")
+
+
+def payment_response(payment: Payment, status_code: int = 200) -> Response:
+    return json_response(PaymentOut.of(payment), status_code)
+
+
+def page_response(payments: list[Payment], total: int, page: int, page_size: int) -> Response:
+    body = PaymentPage.model_construct(
+        items=[PaymentOut.of(p) for p in payments], total=total, page=page, page_size=page_size
+    )
+    return json_response(body)

@@ -120,6 +120,8 @@ def test_callback_redirects_to_the_frontend_when_configured(shop) -> None:  # ty
     user = uuid.uuid4()
     order_id = shop.place_order(user)
     payment = _start_bkash(shop, user, order_id)
+    # The customer cancels on bKash's page (a callback alone would not cancel: bKash is asked).
+    assert httpx.get(f"{payment['redirect_url']}/cancel").status_code == 303
 
     answer = httpx.get(
         f"{shop.url}/api/payments/bkash/callback",

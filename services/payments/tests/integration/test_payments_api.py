@@ -93,7 +93,7 @@ def test_provider_log_holds_every_exchange_without_secrets(shop) -> None:  # typ
 
     with shop.app.state.runtime.db.engine.connect() as connection:
         dump = "\n".join(str(tuple(row)) for row in connection.execute(text("SELECT * FROM provider_log")))
-    secrets = [*shop.settings.provider_secrets().values(), *shop.app.state.payments.bkash.known_tokens()]
+    secrets = [*shop.settings.provider_secrets().values(), *shop.app.state.payments.providers.bkash.known_secrets()]
     assert len(secrets) == 8
     for secret in secrets:
         assert secret not in dump

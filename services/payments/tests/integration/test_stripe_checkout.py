@@ -137,6 +137,13 @@ def test_webhook_signed_like_stripe_is_accepted_and_amount_mismatch_is_not_paid(
         headers={"Stripe-Signature": _signed(shop.settings.stripe_webhook_secret, wrong)},
     )
     assert answer.status_code == 200
-    current = httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json()
+    # Acknowledged once stored; the events worker applies it a moment later.
+    current = shop.wait_for(
+        lambda: (
+            (body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())["status"]
+            != "initiated"
+            and body
+        )
+    )
     assert current["status"] == "failed"
     assert shop.outbox("PaymentSucceeded") == []

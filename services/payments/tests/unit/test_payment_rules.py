@@ -91,7 +91,8 @@ def test_production_refuses_default_provider_secrets() -> None:
     }
     settings = PaymentsSettings(**base, **real)
     assert settings.stripe_base is None  # real keys go to the real Stripe API
-    assert settings.bkash_base == "https://tokenized.sandbox.bka.sh/v1.2.0-beta"
+    # Real merchant credentials go to bKash's production host (the sandbox host was a bug).
+    assert settings.bkash_base == "https://tokenized.pay.bka.sh/v1.2.0-beta"
 
 
 def test_defaults_point_at_the_sandboxes() -> None:

@@ -1,23 +1,24 @@
-"""bKash tokenized checkout (v1.2.0-beta, mode 0011) over httpx, with a per-process token cache."""
+"""bKash tokenized checkout (v1.2.0-beta, mode 0011) over httpx: the calls as bKash spells them, with
+a per-process token (granted once, refreshed before expiry) and every exchange in the provider log."""
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from payments.audit import ProviderLogger
-from payments.domain import bkash_amount, bkash_error
+from payments.audit import ProviderLog
+from payments.domain import bkash_error
 from payments.settings import PaymentsSettings
+
+NAME = "bkash"
 
 
 class BkashUnavailable(Exception):
-    """No answer from bKash (timeout, connection error, not JSON): the outcome is unknown."""
+    """No answer from bKash (timeout, connection error, 5xx, not JSON): the outcome is unknown."""
 
 
 class BkashRefused(Exception):
@@ -35,10 +36,10 @@ class _Token:
     renew_at: float
 
 
-class BkashGateway:
-    def __init__(self, settings: PaymentsSettings, logger: ProviderLogger) -> None:
+class BkashClient:
+    def __init__(self, settings: PaymentsSettings, audit: ProviderLog) -> None:
         self.settings = settings
-        self.logger = logger
+        self.audit = audit
         self.base = settings.bkash_base
         self._http = httpx.Client(timeout=settings.bkash_timeout)
         self._token: _Token | None = None
@@ -50,6 +51,9 @@ class BkashGateway:
         if token is None:
             return ()
         return tuple(t for t in (token.id_token, token.refresh_token) if t)
+
+    def close(self) -> None:
+        self._http.close()
 
     # Tokens
 
@@ -86,7 +90,7 @@ class BkashGateway:
 
     # Calls with a token
 
-    def _call(self, operation: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def call(self, operation: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """One API call; a 401 means the token died early: grant again and retry once."""
         for attempt in range(2):
             headers = {
@@ -106,71 +110,35 @@ class BkashGateway:
         try:
             response = self._http.post(url, json=body, headers=all_headers)
         except httpx.HTTPError as exc:
-            self._log(operation, url, all_headers, body, {"error": repr(exc)}, None)
+            self.audit.outbound(NAME, operation, url, all_headers, body, {"error": repr(exc)}, None)
             raise BkashUnavailable(f"bKash {operation}: {exc!r}") from exc
-        self._log(operation, url, all_headers, body, response.text, response.status_code)
+        self.audit.outbound(NAME, operation, url, all_headers, body, response.text, response.status_code)
+        if response.status_code >= 500:
+            raise BkashUnavailable(f"bKash {operation} answered HTTP {response.status_code}")
         try:
             answer = response.json()
         except ValueError as exc:
             raise BkashUnavailable(f"bKash {operation} answered HTTP {response.status_code} without JSON") from exc
         if not isinstance(answer, dict):
             raise BkashUnavailable(f"bKash {operation} answered an unexpected shape")
-        if response.status_code >= 500:
-            raise BkashUnavailable(f"bKash {operation} answered HTTP {response.status_code}")
         return response.status_code, answer
-
-    def _log(
-        self, operation: str, url: str, headers: dict[str, str], body: Any, response: Any, status: int | None
-    ) -> None:
-        self.logger.record(
-            direction="outbound",
-            provider="bkash",
-            operation=operation,
-            url=url,
-            request={"headers": headers, "body": body},
-            response=response,
-            status=status,
-        )
 
     # The checkout
 
-    def create_payment(self, *, payment_id: uuid.UUID, user_id: uuid.UUID, amount: Decimal) -> dict[str, Any]:
-        answer = self._call(
-            "create",
-            "/tokenized/checkout/create",
-            {
-                "mode": "0011",
-                "payerReference": str(user_id)[:32],
-                "callbackURL": f"{self.settings.public_url.rstrip('/')}/api/payments/bkash/callback",
-                "amount": bkash_amount(amount),
-                "currency": "BDT",
-                "intent": "sale",
-                "merchantInvoiceNumber": str(payment_id),
-            },
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.call("create", "/tokenized/checkout/create", body)
+
+    def execute(self, payment_id: str) -> dict[str, Any]:
+        return self.call("execute", "/tokenized/checkout/execute", {"paymentID": payment_id})
+
+    def query(self, payment_id: str) -> dict[str, Any]:
+        return self.call("query", "/tokenized/checkout/payment/status", {"paymentID": payment_id})
+
+    def refund(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.call("refund", "/tokenized/checkout/payment/refund", body)
+
+    def refund_status(self, payment_id: str, trx_id: str) -> dict[str, Any]:
+        """The same path with only paymentID and trxID: bKash answers the payment's latest refund."""
+        return self.call(
+            "refund/status", "/tokenized/checkout/payment/refund", {"paymentID": payment_id, "trxID": trx_id}
         )
-        code, message = bkash_error(answer)
-        if code is not None or not answer.get("paymentID") or not answer.get("bkashURL"):
-            raise BkashRefused(code or "unknown", message or "no paymentID in the answer", answer)
-        return answer
-
-    def execute(self, payment_reference: str) -> dict[str, Any]:
-        return self._call("execute", "/tokenized/checkout/execute", {"paymentID": payment_reference})
-
-    def query(self, payment_reference: str) -> dict[str, Any]:
-        return self._call("query", "/tokenized/checkout/payment/status", {"paymentID": payment_reference})
-
-    def refund(self, *, payment_reference: str, trx_id: str, amount: Decimal, sku: str, reason: str) -> dict[str, Any]:
-        return self._call(
-            "refund",
-            "/tokenized/checkout/payment/refund",
-            {
-                "paymentID": payment_reference,
-                "trxID": trx_id,
-                "amount": bkash_amount(amount),
-                "sku": sku[:255],
-                "reason": reason[:255],
-            },
-        )
-
-    def close(self) -> None:
-        self._http.close()

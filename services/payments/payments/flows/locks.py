@@ -1,0 +1,59 @@
+"""Finding and locking payments. Every path that changes a payment locks the order's row first, then
+the payment's: no two transactions can wait on each other, and the order's row serialises everything
+that happens to one order (two successes, a cancellation racing a webhook)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from payments.models import PayableOrder, Payment
+
+
+class PaymentKey(NamedTuple):
+    id: uuid.UUID
+    order_id: uuid.UUID
+
+
+# Built once (these run on every checkout): only their parameters change between calls. A statement
+# built per call (as Session.get does) is hashed again for the compiled cache every time.
+_ORDER_OF = select(Payment.order_id).where(Payment.id == bindparam("payment_id"))
+_LOCK_ORDER = select(PayableOrder).where(PayableOrder.order_id == bindparam("order_id")).with_for_update()
+_LOCK_PAYMENT = (
+    select(Payment)
+    .where(Payment.id == bindparam("payment_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_WITH_REFERENCE = select(Payment.id, Payment.order_id).where(
+    Payment.provider == bindparam("provider"), Payment.provider_reference == bindparam("reference")
+)
+
+
+def lock_payment(
+    session: Session, payment_id: uuid.UUID, order_id: uuid.UUID | None = None
+) -> tuple[PayableOrder | None, Payment | None]:
+    if order_id is None:
+        order_id = session.scalar(_ORDER_OF, {"payment_id": payment_id})
+        if order_id is None:
+            return None, None
+    return lock_order(session, order_id), session.scalars(_LOCK_PAYMENT, {"payment_id": payment_id}).one_or_none()
+
+
+def lock_order(session: Session, order_id: uuid.UUID) -> PayableOrder | None:
+    return session.scalars(_LOCK_ORDER, {"order_id": order_id}).one_or_none()
+
+
+def payment_with_reference(session: Session, provider: str, reference: str) -> PaymentKey | None:
+    """The payment the shop created this provider object (Checkout Session, paymentID) for."""
+    row = session.execute(_WITH_REFERENCE, {"provider": provider, "reference": reference}).first()
+    return PaymentKey(row.id, row.order_id) if row else None
+
+
+def payment_with_transaction(session: Session, provider: str, transaction_id: str) -> uuid.UUID | None:
+    return session.scalar(
+        select(Payment.id).where(Payment.provider == provider, Payment.provider_transaction_id == transaction_id)
+    )

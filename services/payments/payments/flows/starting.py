@@ -1,0 +1,179 @@
+"""Starting a payment: the payment row is claimed in one transaction (with the order's row locked), the
+provider is asked to open it outside any transaction, and its answer is recorded in a second one."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+
+from payments.audit import for_payment
+from payments.context import PaymentsContext
+from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
+from payments.flows.cancellations import cancel_at_provider, cancel_payment
+from payments.flows.locks import lock_order, lock_payment
+from payments.models import PayableOrder, Payment, utcnow
+from payments.providers.base import Checkout, OpenedPayment, PaymentProvider, ProviderRefused, ProviderUnavailable
+from shopkit.auth import Principal
+from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from shopkit.uow import UnitOfWork
+
+log = logging.getLogger("payments.starting")
+
+PAYMENTS = cast(Table, Payment.__table__)
+# One statement on every payment started (built once): no locks needed, the row is ours.
+_RECORD_OPENED = (
+    update(PAYMENTS)
+    .where(PAYMENTS.c.id == bindparam("payment_id"))
+    .values(provider_reference=bindparam("reference"), redirect_url=bindparam("url"), updated_at=bindparam("now"))
+    .returning(PAYMENTS.c.status)
+)
+_WITH_KEY = select(Payment).where(Payment.user_id == bindparam("user_id"), Payment.idempotency_key == bindparam("key"))
+_OPEN_PAYMENTS = (
+    select(Payment)
+    .where(Payment.order_id == bindparam("order_id"), Payment.status.in_(OPEN_STATUSES))
+    .with_for_update()
+)
+
+
+@dataclass(frozen=True)
+class StartedPayment:
+    payment: Payment
+    created: bool
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    started: StartedPayment
+    checkout: Checkout | None  # None: an existing payment answers, nothing to open
+
+
+def start_payment(
+    context: PaymentsContext, principal: Principal, order_id: uuid.UUID, provider_name: str, key: str | None
+) -> StartedPayment:
+    provider = context.providers.get(provider_name)
+    claimed = _claim_with_retry(context, principal, order_id, provider, key)
+    if claimed.checkout is None:
+        return claimed.started
+    payment = claimed.started.payment
+    with context.audit.collecting(), for_payment(payment.id):
+        try:
+            opened = provider.open(claimed.checkout)
+        except (ProviderUnavailable, ProviderRefused) as exc:
+            _opening_failed(context, payment.id, str(exc))
+            raise ServiceUnavailable(f"{provider.name} is not available right now; try again") from exc
+        return StartedPayment(_record_opened(context, payment, opened), created=True)
+
+
+def _claim_with_retry(
+    context: PaymentsContext, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider, key: str | None
+) -> _Claimed:
+    for _ in range(3):
+        with context.uow() as uow:
+            try:
+                return _claim(uow, principal, order_id, provider, key)
+            except IntegrityError:
+                # A concurrent request with the same Idempotency-Key won the race: answer with its payment.
+                uow.rollback()
+    raise Conflict("this payment request is being handled by another request; retry", retryable=True)
+
+
+def _claim(
+    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider, key: str | None
+) -> _Claimed:
+    session = uow.session
+    if key:
+        existing = session.scalar(_WITH_KEY, {"user_id": principal.user_id, "key": key})
+        if existing is not None:
+            if existing.order_id != order_id or existing.provider != provider.name:
+                raise Conflict("this Idempotency-Key was already used for another payment request")
+            return _Claimed(StartedPayment(existing, created=False), None)
+    order = _payable_order(uow, principal, order_id, provider)
+    current = _close_other_open_payments(uow, order_id, provider.name)
+    if current is not None:
+        return _Claimed(StartedPayment(current, created=False), None)
+    payment = Payment(
+        id=uuid.uuid4(),
+        order_id=order.order_id,
+        user_id=order.user_id,
+        provider=provider.name,
+        status=PaymentStatus.INITIATED,
+        amount=order.amount,
+        currency=order.currency,
+        idempotency_key=key,
+    )
+    session.add(payment)
+    checkout = Checkout(
+        payment_id=payment.id,
+        order_id=order.order_id,
+        user_id=order.user_id,
+        amount=order.amount,
+        currency=order.currency,
+        lines=list(order.lines),
+    )
+    uow.commit()
+    return _Claimed(StartedPayment(payment, created=True), checkout)
+
+
+def _payable_order(
+    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider
+) -> PayableOrder:
+    order = lock_order(uow.session, order_id)
+    if order is None:
+        raise Conflict(
+            "this order is not payable yet: payments has not received it (it was probably just placed); "
+            "retry in a moment",
+            retryable=True,
+        )
+    if order.user_id != principal.user_id:
+        raise NotFound("no such order")
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        raise Conflict(f"the order is {order.status}, not pending_payment")
+    refusal = provider.refuses_currency(order.currency)
+    if refusal:
+        raise Unprocessable(refusal)
+    return order
+
+
+def _close_other_open_payments(uow: UnitOfWork, order_id: uuid.UUID, provider: str) -> Payment | None:
+    """The open payment with this provider answers again; one with another provider is cancelled."""
+    open_payments = uow.session.scalars(_OPEN_PAYMENTS, {"order_id": order_id})
+    for payment in open_payments:
+        if payment.provider == provider:
+            return payment
+        if payment.status == PaymentStatus.EXECUTING:
+            raise Conflict("a payment for this order is being completed; wait for its outcome")
+        cancel_payment(uow, payment, f"replaced by a {provider} payment")
+    return None
+
+
+def _opening_failed(context: PaymentsContext, payment_id: uuid.UUID, error: str) -> None:
+    log.warning("provider refused to open a payment", extra={"payment_id": str(payment_id), "error": error})
+    with context.uow() as uow:
+        _, payment = lock_payment(uow.session, payment_id)
+        if payment is not None and payment.status == PaymentStatus.INITIATED:
+            # No provider reference: nothing can ever mark this payment paid.
+            payment.status = PaymentStatus.FAILED
+            payment.failure_reason = f"the provider could not open the payment: {error}"[:1000]
+        context.commit(uow)
+
+
+def _record_opened(context: PaymentsContext, payment: Payment, opened: OpenedPayment) -> Payment:
+    with context.uow() as uow:
+        status = uow.session.execute(
+            _RECORD_OPENED,
+            {"payment_id": payment.id, "reference": opened.reference, "url": opened.redirect_url, "now": utcnow()},
+        ).scalar_one()
+        if status == PaymentStatus.CANCELLED:
+            # Cancelled while the provider was opening it (OrderCancelled, another provider chosen):
+            # it must not stay payable there.
+            _, cancelled = lock_payment(uow.session, payment.id)
+            assert cancelled is not None
+            cancel_at_provider(uow, cancelled)
+        context.commit(uow)
+    payment.provider_reference, payment.redirect_url, payment.status = opened.reference, opened.redirect_url, status
+    return payment

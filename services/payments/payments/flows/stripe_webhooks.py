@@ -1,0 +1,123 @@
+"""Stripe's webhooks: verified on the raw bytes, stored once per event id and acknowledged at once;
+applied after the commit by the events worker, oldest first, each in a transaction of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from payments.context import Lane, PaymentsContext, wake_after_commit
+from payments.flows.outcomes import apply_verdict
+from payments.models import WebhookEvent, utcnow
+from payments.providers.base import WebhookRejected
+from shopkit.db import upsert_insert
+from shopkit.uow import UnitOfWork
+
+log = logging.getLogger("payments.webhooks")
+
+EVENTS = cast(Table, WebhookEvent.__table__)
+BATCH = 100
+MAX_ATTEMPTS = 10
+MAX_BACKOFF = 300.0
+
+
+def receive_stripe_webhook(context: PaymentsContext, raw: bytes, headers: Mapping[str, str], url: str) -> None:
+    """Raises WebhookRejected (answered 400, logged as a digest only)."""
+    stripe = context.providers.stripe
+    try:
+        event = stripe.verify_webhook(raw, headers.get("stripe-signature"))
+    except WebhookRejected:
+        context.audit.rejected(stripe.name, "webhook", url, headers, raw)
+        raise
+    with context.audit.collecting():
+        body = raw.decode("utf-8", errors="replace")
+        context.audit.inbound(stripe.name, "webhook", url, {"headers": dict(headers), "body": body}, status=200)
+        with context.uow() as uow:
+            store_event(uow, stripe.name, event)
+            context.commit(uow)
+
+
+def store_event(uow: UnitOfWork, provider: str, event: dict[str, Any]) -> None:
+    """Keep a verified event; a redelivery of one kept before changes nothing."""
+    now = utcnow()
+    insert = upsert_insert(uow.session, EVENTS).values(
+        id=uuid.uuid4(),
+        provider=provider,
+        provider_event_id=str(event["id"]),
+        event_type=str(event.get("type", ""))[:100],
+        payload=event,
+        received_at=now,
+    )
+    uow.session.execute(insert.on_conflict_do_nothing(index_elements=[EVENTS.c.provider, EVENTS.c.provider_event_id]))
+    wake_after_commit(uow, Lane.EVENTS)
+
+
+# The oldest event not applied yet (and not waiting for a retry) that no other worker (a replica) is
+# applying: skip it, never wait.
+_NEXT_EVENT = (
+    select(EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
+    .where(EVENTS.c.processed_at.is_(None), or_(EVENTS.c.retry_at.is_(None), EVENTS.c.retry_at <= bindparam("now")))
+    .order_by(EVENTS.c.received_at)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_APPLIED = (
+    update(EVENTS)
+    .where(EVENTS.c.id == bindparam("event_row_id"))
+    .values(processed_at=bindparam("now"), outcome=bindparam("outcome"))
+)
+
+
+def process_stored_events(context: PaymentsContext) -> int:
+    applied = 0
+    while applied < BATCH and process_next_event(context):
+        applied += 1
+    return applied
+
+
+def process_next_event(context: PaymentsContext) -> bool:
+    stripe = context.providers.stripe
+    with context.uow() as uow:
+        row = uow.session.execute(_NEXT_EVENT, {"now": utcnow()}).first()
+        if row is None:
+            return False
+        try:
+            payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+            verdict = stripe.verdict_of_event(payload) if row.provider == stripe.name else None
+            outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
+            uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
+            context.commit(uow)
+        except Exception as exc:
+            uow.rollback()
+            _retry_later(context, row.id, exc)
+    return True
+
+
+def _retry_later(context: PaymentsContext, event_row_id: uuid.UUID, exc: Exception) -> None:
+    """One event that cannot be applied must not hold back the ones after it: it waits, with back-off,
+    and after MAX_ATTEMPTS it is set aside (processed, with the error as its outcome) for an operator."""
+    log.exception("a stored webhook event could not be applied", extra={"event_row_id": str(event_row_id)})
+    with context.uow() as uow:
+        attempts = 1 + (uow.session.scalar(select(EVENTS.c.attempts).where(EVENTS.c.id == event_row_id)) or 0)
+        values: dict[str, Any] = {"attempts": attempts, "outcome": f"error: {exc!r}"[:2000]}
+        if attempts >= MAX_ATTEMPTS:
+            values["processed_at"] = utcnow()
+        else:
+            values["retry_at"] = utcnow() + timedelta(seconds=min(2.0**attempts, MAX_BACKOFF))
+        uow.session.execute(update(EVENTS).where(EVENTS.c.id == event_row_id).values(**values))
+        uow.commit()
+
+
+def prune_processed(session: Session, older_than: timedelta) -> int:
+    """Processed events past the retention (Stripe stops redelivering after three days)."""
+    result = session.execute(
+        delete(EVENTS).where(EVENTS.c.processed_at.is_not(None), EVENTS.c.processed_at < utcnow() - older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,1 @@
+"""Payment providers: the interface, its Stripe and bKash adapters, and the registry by name."""
