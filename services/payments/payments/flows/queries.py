@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 
@@ -12,6 +13,8 @@ from payments.models import Payment
 from shopkit.auth import Principal
 from shopkit.problems import NotFound
 from shopkit.uow import UnitOfWork
+
+_Row = TypeVar("_Row", bound=Any)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def list_payments(uow: UnitOfWork, principal: Principal, filters: PaymentFilters
     return list(items), total
 
 
-def _filtered(query: Select[tuple[object]], principal: Principal, filters: PaymentFilters) -> Select[tuple[object]]:
+def _filtered(query: Select[_Row], principal: Principal, filters: PaymentFilters) -> Select[_Row]:
     if not principal.is_admin:
         query = query.where(Payment.user_id == principal.user_id)
     if filters.order_id is not None:
