@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from payments.audit import ProviderLog
 from payments.providers.registry import ProviderRegistry
@@ -16,6 +17,11 @@ from shopkit.db import Database
 from shopkit.uow import UnitOfWork, unit_of_work
 
 WAKE_KEY = "payments.wake"
+
+
+class Admission(Protocol):
+    def admit(self) -> None:
+        """Raise a 503 problem if new work must wait."""
 
 
 class Lane(StrEnum):
@@ -37,6 +43,8 @@ class PaymentsContext:
     settings: PaymentsSettings
     providers: ProviderRegistry
     audit: ProviderLog
+    # Refuses new payments while acknowledged webhooks wait too long to be applied (None: never).
+    backlog: Admission | None = None
 
     @contextmanager
     def uow(self) -> Iterator[UnitOfWork]:

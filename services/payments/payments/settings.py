@@ -128,6 +128,9 @@ class PaymentsSettings(KitSettings):
     # The backstop: how often stored-but-unprocessed webhooks, due refunds and provider cancellations
     # are looked for even if nothing woke the workers (a crash between a commit and its wake-up).
     sweep_interval: float = 2.0
+    # Seconds the oldest acknowledged webhook may wait to be applied before new payments get 503 +
+    # Retry-After (0: never refuse).
+    shed_webhook_backlog: float = Field(default=5.0, ge=0)
     # A bKash payment left `executing` longer than this (a crash mid-Execute) is settled by Query.
     bkash_stuck_after: float = 30.0
     # Provider log rows (and processed webhook events) older than this are deleted.

@@ -67,6 +67,8 @@ def start_payment(
     context: PaymentsContext, principal: Principal, order_id: uuid.UUID, provider_name: str, key: str | None
 ) -> StartedPayment:
     provider = context.providers.get(provider_name)
+    if context.backlog is not None:
+        context.backlog.admit()
     claimed = _claim_once_received(context, principal, order_id, provider, key)
     if claimed.checkout is None:
         return claimed.started

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
+import time
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from payments.context import Lane, PaymentsContext, wake_after_commit
 from payments.flows.outcomes import apply_verdict
 from payments.models import WebhookEvent, utcnow
 from payments.providers.base import WebhookRejected
-from shopkit.db import upsert_insert
+from shopkit.db import Database, upsert_insert
+from shopkit.problems import ServiceUnavailable
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("payments.webhooks")
@@ -73,6 +77,49 @@ _APPLIED = (
     .where(EVENTS.c.id == bindparam("event_row_id"))
     .values(processed_at=bindparam("now"), outcome=bindparam("outcome"))
 )
+
+
+_BACKLOG = select(func.min(EVENTS.c.received_at)).where(EVENTS.c.processed_at.is_(None), EVENTS.c.retry_at.is_(None))
+
+
+class WebhookBacklog:
+    """How long the oldest acknowledged webhook has waited to be applied. Past `limit` seconds new
+    payments are refused (503 + Retry-After): each one brings another webhook, and taking them while
+    payments is behind would only make every customer's confirmation later (and, past the payment
+    timeout, turn paid orders into refunds). Read from the database at most every `every` seconds."""
+
+    def __init__(self, db: Database, limit: float, every: float = 0.5) -> None:
+        self.db = db
+        self.limit = limit
+        self.every = every
+        self._lock = threading.Lock()
+        self._age = 0.0
+        self._read_at = -every
+
+    def age(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at >= self.every:
+                self._read_at = now
+                with self.db.sessions() as session:
+                    oldest = session.scalar(_BACKLOG)
+                self._age = _seconds_since(oldest) if oldest is not None else 0.0
+            return self._age
+
+    def admit(self) -> None:
+        if self.limit <= 0:
+            return
+        age = self.age()
+        if age > self.limit:
+            raise ServiceUnavailable(
+                "payments is catching up with the payments already made; try again in a moment",
+                headers={"Retry-After": str(min(30, max(1, math.ceil(age - self.limit))))},
+            )
+
+
+def _seconds_since(moment: datetime) -> float:
+    # SQLite hands back naive datetimes; every one stored is UTC.
+    return (utcnow() - (moment if moment.tzinfo else moment.replace(tzinfo=UTC))).total_seconds()
 
 
 def process_stored_events(context: PaymentsContext) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import threading
@@ -20,6 +21,7 @@ from payments.flows import bkash_flow, starting, stripe_webhooks
 from payments.models import Payment, utcnow
 from payments.providers.base import WebhookRejected
 from payments.workers import Workers
+from shopkit.problems import ServiceUnavailable
 
 from .conftest import Payments, customer
 
@@ -231,3 +233,26 @@ def test_a_woken_worker_applies_a_stored_webhook_within_milliseconds(svc: Paymen
     finally:
         workers.stop()
     assert svc.payment(payment.id).status == PaymentStatus.SUCCEEDED
+
+
+def test_new_payments_wait_while_acknowledged_webhooks_wait_too_long(svc: Payments) -> None:
+    user = uuid.uuid4()
+    payment = starting.start_payment(svc.context, customer(user), svc.place_order(user), "stripe", None).payment
+    body = _completed(payment)
+    stripe_webhooks.receive_stripe_webhook(svc.context, body.encode(), _signed(svc, body), "http://shop/w")
+    backlog = stripe_webhooks.WebhookBacklog(svc.db, limit=5.0, every=0.0)
+    context = dataclasses.replace(svc.context, backlog=backlog)
+    another = svc.place_order(user)
+    starting.start_payment(context, customer(user), another, "stripe", None)  # a webhook just received: fine
+
+    with svc.context.uow() as uow:  # the worker has not got to it for a minute
+        uow.session.execute(update(stripe_webhooks.EVENTS).values(received_at=utcnow() - timedelta(seconds=60)))
+        uow.commit()
+    with pytest.raises(ServiceUnavailable) as refused:
+        starting.start_payment(context, customer(user), svc.place_order(user), "stripe", None)
+    assert refused.value.headers == {"Retry-After": "30"}
+    assert len(svc.rows("SELECT id FROM payments")) == 2  # the refused request wrote nothing
+
+    assert stripe_webhooks.process_stored_events(svc.context) == 1
+    starting.start_payment(context, customer(user), svc.place_order(user), "stripe", None)
+    assert len(svc.rows("SELECT id FROM payments")) == 3
