@@ -97,6 +97,20 @@ def current_trace_id() -> str | None:
 
 
 @contextmanager
+def joined(traceparent: str | None) -> Iterator[None]:
+    """Run the block in the trace of `traceparent` (when valid) without a span of its own: what a batch
+    handler logs about one event of its batch names that event's trace. Free whether tracing is on or off."""
+    if not parse(traceparent):
+        yield
+        return
+    token = _current.set(traceparent)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
 def span(
     name: str,
     *,

@@ -32,12 +32,18 @@ def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced]) -> None
             "currency": event.currency,
             "lines": [line.model_dump(mode="json") for line in event.items],
             "status": OrderStatus.PENDING_PAYMENT,
+            "traceparent": _traceparent(uow, event),
             "created_at": now,
             "updated_at": now,
         }
         for event in latest.values()
     ]
     uow.session.execute(_upsert_orders(uow), rows)
+
+
+def _traceparent(uow: UnitOfWork, event: OrderPlaced) -> str | None:
+    causation = uow.causation_of(event)
+    return causation.traceparent if causation else None
 
 
 _UPSERTS: dict[str, Any] = {}
@@ -54,6 +60,7 @@ def _upsert_orders(uow: UnitOfWork) -> Any:
                 "amount": insert.excluded.amount,
                 "currency": insert.excluded.currency,
                 "lines": insert.excluded.lines,
+                "traceparent": insert.excluded.traceparent,
                 "updated_at": insert.excluded.updated_at,
             },
         )
