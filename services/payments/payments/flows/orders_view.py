@@ -13,6 +13,7 @@ from contracts import OrderCancelled, OrderPlaced
 from payments.domain import OPEN_STATUSES, Fulfilment, OrderStatus, PaymentStatus
 from payments.flows.cancellations import cancel_payment
 from payments.models import PayableOrder, Payment, utcnow
+from shopkit import tracing
 from shopkit.db import upsert_insert
 from shopkit.uow import UnitOfWork
 
@@ -42,8 +43,10 @@ def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced]) -> None
 
 
 def _traceparent(uow: UnitOfWork, event: OrderPlaced) -> str | None:
+    """The trace the order's payments continue (only a well-formed one fits the column)."""
     causation = uow.causation_of(event)
-    return causation.traceparent if causation else None
+    traceparent = causation.traceparent if causation else None
+    return traceparent if tracing.parse(traceparent) else None
 
 
 _UPSERTS: dict[str, Any] = {}
