@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 from starlette.types import ASGIApp
 
-from shopkit.testing import ServerThread
+from shopkit.testing import ServerThread, free_port
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,19 +32,13 @@ def serve_in_thread(app: ASGIApp) -> Iterator[str]:
         yield server.url
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class SandboxProcess:
     """`python -m <module>` on a fixed loopback port, restartable on the same port after a kill."""
 
     def __init__(self, module: str, env: Mapping[str, str] | None = None, *, start_timeout: float = 60.0) -> None:
         self.module = module
         self.env = {**os.environ, **(env or {})}
-        self.port = _free_port()
+        self.port = free_port()
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import http.client
 import os
 import signal
 import subprocess
@@ -106,10 +107,18 @@ def parse_env(pairs: Iterable[str]) -> dict[str, str]:
     return env
 
 
-def free_base_port(replicas: Mapping[str, int] | None = None, start: int = 20000, stop: int = 60000) -> int:
-    """A base port whose whole port plan (every process and replica) is free on this machine now."""
+def free_base_port(replicas: Mapping[str, int] | None = None, start: int = 20000, stop: int | None = None) -> int:
+    """A base port whose whole port plan (every process and replica) is free on this machine now.
+
+    The plan stays below the kernel's ephemeral range: a readiness probe of a port nothing listens on
+    yet can otherwise be given that very port as its source and connect to itself (it reads back its
+    own request), and the service then cannot bind it."""
     import random
     import socket
+
+    from shopkit.testing import ephemeral_port_floor
+
+    stop = stop or max(start + 2000, ephemeral_port_floor())
 
     offsets = [o for _, o, _ in PROCESSES.values()] + [GATEWAY_INTERNAL_OFFSET]
     most = max([1, *(replicas or {}).values()])
@@ -138,7 +147,7 @@ def _http_status(url: str, timeout: float = 2.0) -> int | None:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
 
 

@@ -85,6 +85,7 @@ class ServiceRuntime:
             batch_size=settings.relay_batch_size,
             poll_interval=settings.relay_poll_interval,
             max_attempts=settings.outbox_max_attempts,
+            linger=settings.relay_linger,
         )
         self.verifier = TokenVerifier(load_keys(settings), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         self._startup: list[Hook] = []

@@ -6,7 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, String, Table, Text, delete, func, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -31,8 +46,11 @@ outbox = Table(
 
 
 # Built once: a statement with .values() per call is a new construct to build, hash and look up in the
-# compiled cache every time; this one is compiled once and only its parameters change.
-_INSERT_OUTBOX = outbox.insert()
+# compiled cache every time; this one is compiled once and only its parameters change. The envelope goes
+# in as the JSON text pydantic writes (bound as text: the JSON column's own encoder would encode again),
+# and comes out for the relay as that same text (ENVELOPE_TEXT), which is what is published.
+_INSERT_OUTBOX = outbox.insert().values(envelope=bindparam("envelope_json", type_=Text))
+ENVELOPE_TEXT = cast(outbox.c.envelope, Text).label("body")
 
 
 def add_to_outbox(session: Session, envelopes: Sequence[tuple[Envelope, datetime]]) -> None:
@@ -46,7 +64,7 @@ def add_to_outbox(session: Session, envelopes: Sequence[tuple[Envelope, datetime
             {
                 "id": envelope.id,
                 "event_type": envelope.type,
-                "envelope": envelope.model_dump(mode="json"),
+                "envelope_json": envelope.model_dump_json(),
                 "status": PENDING,
                 "attempts": 0,
                 "created_at": at,

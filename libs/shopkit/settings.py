@@ -44,6 +44,8 @@ class KitSettings(BaseSettings):
     retry_delays: list[float] = [0.5, 2.0, 8.0]
     relay_batch_size: int = 100
     relay_poll_interval: float = 0.5
+    # Seconds a woken relay waits for more commits before it claims its batch.
+    relay_linger: float = 0.005
     outbox_max_attempts: int = 10
     # Housekeeping: sent outbox rows and inbox records are kept this long, then deleted.
     outbox_retention_hours: float = 24.0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiohttp import web
 
+from shopkit.testing import free_port
 from tools.bench.drivers import checkout_config, run_checkouts
 from tools.bench.stats import checkout_summary, unclean_answers
 
@@ -86,9 +86,7 @@ class FakeShop:
 @pytest.fixture
 async def fake_shop() -> AsyncIterator[FakeShop]:
     shop = FakeShop()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     runner = web.AppRunner(shop.app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

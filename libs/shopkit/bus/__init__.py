@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from contracts import Envelope
@@ -13,6 +14,20 @@ from contracts import Envelope
 BatchHandler = Callable[[Sequence[Envelope]], Awaitable[list[BaseException | None]]]
 # Keeps a message that kept failing, durably, where the transport has no dead-letter queue of its own.
 DeadLetterSink = Callable[[Envelope, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event as the outbox keeps it: its id, its type (the routing key) and the envelope's JSON, which
+    goes on the wire as it is (no model built, no second encoding)."""
+
+    id: str
+    type: str
+    body: bytes
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> Outgoing:
+        return cls(str(envelope.id), envelope.type, envelope.model_dump_json().encode())
 
 
 class TransportUnavailable(Exception):
@@ -29,6 +44,10 @@ class Transport(Protocol):
 
     async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
         """Publish and wait for the broker's confirms. Returns {event id: error} for the ones refused."""
+        ...
+
+    async def publish_raw(self, messages: Sequence[Outgoing]) -> dict[str, str]:
+        """The same, for events already encoded (the outbox relay's)."""
         ...
 
     async def subscribe(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contracts import Envelope
-from shopkit.bus import BatchHandler, DeadLetterSink
+from shopkit.bus import BatchHandler, DeadLetterSink, Outgoing
 
 log = logging.getLogger("shopkit.bus.inprocess")
 
@@ -68,6 +69,9 @@ class InProcessTransport:
     @property
     def is_connected(self) -> bool:
         return self._connections > 0
+
+    async def publish_raw(self, messages: Sequence[Outgoing]) -> dict[str, str]:
+        return await self.publish([Envelope.model_validate_json(message.body) for message in messages])
 
     async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
         if self._released is not None:

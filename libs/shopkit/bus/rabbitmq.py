@@ -21,7 +21,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import DeliveryError
 
 from contracts import Envelope
-from shopkit.bus import BatchHandler, DeadLetterSink, TransportUnavailable
+from shopkit.bus import BatchHandler, DeadLetterSink, Outgoing, TransportUnavailable
 
 log = logging.getLogger("shopkit.bus.rabbitmq")
 
@@ -94,31 +94,33 @@ class RabbitMQTransport:
         return self._connection is not None and not self._connection.is_closed
 
     async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
+        return await self.publish_raw([Outgoing.of(envelope) for envelope in envelopes])
+
+    async def publish_raw(self, messages: Sequence[Outgoing]) -> dict[str, str]:
         if self._exchange is None or not self.is_connected:
             raise TransportUnavailable("not connected to RabbitMQ")
         exchange = self._exchange
         results = await asyncio.gather(
-            *(self._publish_one(exchange, envelope) for envelope in envelopes), return_exceptions=True
+            *(self._publish_one(exchange, message) for message in messages), return_exceptions=True
         )
         failures: dict[str, str] = {}
-        for envelope, result in zip(envelopes, results, strict=True):
+        for message, result in zip(messages, results, strict=True):
             if isinstance(result, DeliveryError):
-                failures[str(envelope.id)] = f"broker refused: {result}"
+                failures[message.id] = f"broker refused: {result}"
             elif isinstance(result, BaseException):
                 raise TransportUnavailable(f"publish failed: {result!r}") from result
         return failures
 
-    async def _publish_one(self, exchange: AbstractExchange, envelope: Envelope) -> None:
+    async def _publish_one(self, exchange: AbstractExchange, outgoing: Outgoing) -> None:
         message = aio_pika.Message(
-            body=envelope.model_dump_json().encode(),
+            body=outgoing.body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=str(envelope.id),
-            type=envelope.type,
-            correlation_id=envelope.correlation_id,
+            message_id=outgoing.id,
+            type=outgoing.type,
         )
         # mandatory=False: an event nobody consumes yet (OrderConfirmed, say) is not an error.
-        await exchange.publish(message, routing_key=envelope.type, mandatory=False, timeout=PUBLISH_TIMEOUT)
+        await exchange.publish(message, routing_key=outgoing.type, mandatory=False, timeout=PUBLISH_TIMEOUT)
 
     async def declare(self, channel: AbstractChannel, queue: str, event_types: list[str]) -> Any:
         exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)

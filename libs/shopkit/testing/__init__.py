@@ -5,6 +5,7 @@ Where neither is available a test needing them is skipped locally and FAILS unde
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -125,10 +126,29 @@ def mint_access_token(
     return jwt.encode(claims, keys.private_pem, algorithm=keys.algorithm, headers={"kid": keys.kid})
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def ephemeral_port_floor(default: int = 32768) -> int:
+    """The first port the kernel hands out as a client's source port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def free_port(start: int = 20000) -> int:
+    """A loopback port free now, below the ephemeral range: a client polling a port in that range
+    before its server listens can be given the same port as its source and connect to itself (it
+    reads back its own request), and the server then cannot bind it."""
+    stop = max(start + 2000, ephemeral_port_floor())
+    for _ in range(200):
+        port = random.randrange(start, stop)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 class ServerThread:

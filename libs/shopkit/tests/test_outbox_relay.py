@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from contracts import Envelope
+from shopkit.bus import Outgoing
 from shopkit.bus.rabbitmq import RabbitMQTransport
 from shopkit.consumer import EventDispatcher, Outcome
 from shopkit.db import Database
@@ -135,8 +136,8 @@ async def test_relay_cancelled_between_publish_and_mark_leaves_rows_pending(
         def __init__(self) -> None:
             self.published = asyncio.Event()
 
-        async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
-            await rabbit.publish(envelopes)
+        async def publish_raw(self, messages: list[Outgoing]) -> dict[str, str]:
+            await rabbit.publish_raw(messages)
             self.published.set()
             await asyncio.sleep(60)
             return {}
@@ -165,10 +166,10 @@ async def test_two_relays_at_once_never_publish_a_row_twice(
         def __init__(self) -> None:
             self.batches: list[list[uuid.UUID]] = []
 
-        async def publish(self, envelopes: list[Envelope]) -> dict[str, str]:
-            self.batches.append([e.id for e in envelopes])
+        async def publish_raw(self, messages: list[Outgoing]) -> dict[str, str]:
+            self.batches.append([uuid.UUID(m.id) for m in messages])
             await asyncio.sleep(0.5)
-            return await rabbit.publish(envelopes)
+            return await rabbit.publish_raw(messages)
 
     first, second = SlowPublisher(), SlowPublisher()
     try:

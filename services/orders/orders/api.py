@@ -67,10 +67,10 @@ def list_orders(
 
 
 @router.get("/{order_id}", response_model=OrderOut)
-def get_order(
-    order_id: uuid.UUID, caller: Principal = Depends(principal), uow: UnitOfWork = Depends(get_uow)
-) -> Response:
-    return _answer(service.get_order(uow, order_id, caller))
+def get_order(order_id: uuid.UUID, request: Request, caller: Principal = Depends(principal)) -> Response:
+    # Polled by every customer waiting for a confirmation: the unit of work opened here, as placement's.
+    with get_runtime(request).uow() as uow:
+        return _answer(service.get_order(uow, order_id, caller))
 
 
 @router.post("/{order_id}/cancel", response_model=OrderOut)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, func, insert, select, update
+from sqlalchemy import Row, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from contracts import OrderLine
@@ -178,7 +178,7 @@ def claim_orders(session: Session, query: Select[Order], batch: int) -> Sequence
     return session.scalars(query.limit(batch).with_for_update(skip_locked=True)).all()
 
 
-def state_of(order: Order) -> OrderState:
+def state_of(order: Order | Row[Any]) -> OrderState:
     shipment = None
     if order.shipped_at is not None:
         shipment = Shipment(
@@ -253,6 +253,42 @@ def order_lines(session: Session, order_id: uuid.UUID) -> list[OrderLine]:
 
 # --- reading ----------------------------------------------------------------------------------------------
 
+# The read customers poll while they wait for their order: Core rows from statements built once.
+_ONE_ORDER = select(orders_table).where(orders_table.c.id == bindparam("order_id"))
+_ONE_ORDERS_ITEMS = (
+    select(items_table).where(items_table.c.order_id == bindparam("order_id")).order_by(items_table.c.position)
+)
+_ONE_ORDERS_TIMELINE = (
+    select(events_table.c.status, events_table.c.at, events_table.c.reason)
+    .where(events_table.c.order_id == bindparam("order_id"))
+    .order_by(events_table.c.id)
+)
+
+
+def read_order(session: Session, order_id: uuid.UUID, user_id: uuid.UUID | None) -> OrderOut | None:
+    """One order as the API answers it; None if there is none, or it is not `user_id`'s (None: anyone's)."""
+    params = {"order_id": order_id}
+    order = session.execute(_ONE_ORDER, params).first()
+    if order is None or (user_id is not None and order.user_id != user_id):
+        return None
+    items = [_item_out(row) for row in session.execute(_ONE_ORDERS_ITEMS, params)]
+    timeline = [
+        TimelineEntry(status=row.status, at=aware(row.at), reason=row.reason)
+        for row in session.execute(_ONE_ORDERS_TIMELINE, params)
+    ]
+    return _order_out(order, items, timeline)
+
+
+def _item_out(row: Any) -> OrderItemOut:
+    return OrderItemOut(
+        product_id=row.product_id,
+        sku=row.sku,
+        name=row.name,
+        unit_price=row.unit_price,
+        quantity=row.quantity,
+        line_total=row.line_total,
+    )
+
 
 def load_orders(session: Session, orders: Sequence[Order]) -> list[OrderOut]:
     """Orders with their items and timelines in three queries, whatever the number of orders."""
@@ -263,16 +299,7 @@ def load_orders(session: Session, orders: Sequence[Order]) -> list[OrderOut]:
     for row in session.execute(
         select(items_table).where(items_table.c.order_id.in_(ids)).order_by(items_table.c.position)
     ):
-        items[row.order_id].append(
-            OrderItemOut(
-                product_id=row.product_id,
-                sku=row.sku,
-                name=row.name,
-                unit_price=row.unit_price,
-                quantity=row.quantity,
-                line_total=row.line_total,
-            )
-        )
+        items[row.order_id].append(_item_out(row))
     timeline: dict[uuid.UUID, list[TimelineEntry]] = {order_id: [] for order_id in ids}
     for row in session.execute(
         select(events_table).where(events_table.c.order_id.in_(ids)).order_by(events_table.c.id)
@@ -281,7 +308,7 @@ def load_orders(session: Session, orders: Sequence[Order]) -> list[OrderOut]:
     return [_order_out(order, items[order.id], timeline[order.id]) for order in orders]
 
 
-def _order_out(order: Order, items: list[OrderItemOut], timeline: list[TimelineEntry]) -> OrderOut:
+def _order_out(order: Order | Row[Any], items: list[OrderItemOut], timeline: list[TimelineEntry]) -> OrderOut:
     shipment = state_of(order).shipment
     return OrderOut(
         id=order.id,

@@ -270,10 +270,10 @@ def _order_placed(order: NewOrder, total: Decimal) -> OrderPlaced:
 
 
 def get_order(uow: UnitOfWork, order_id: uuid.UUID, principal: Principal) -> OrderOut:
-    order = uow.session.get(Order, order_id)
-    if order is None or not (principal.is_admin or order.user_id == principal.user_id):
+    order = repository.read_order(uow.session, order_id, None if principal.is_admin else principal.user_id)
+    if order is None:
         raise NotFound("no such order")
-    return repository.load_orders(uow.session, [order])[0]
+    return order
 
 
 def list_orders(

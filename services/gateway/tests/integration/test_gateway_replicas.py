@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client.parser import text_string_to_metric_families
 
 from shopkit.settings import KitSettings
-from shopkit.testing import ServerThread, mint_access_token
+from shopkit.testing import ServerThread, free_port, mint_access_token
 from tools.supervisor import Cluster, free_base_port
 
 pytestmark = pytest.mark.integration
@@ -148,9 +148,7 @@ def test_two_replicas_on_one_port_enforce_one_limit_through_redis(
 def test_with_redis_unreachable_requests_are_served_and_the_metrics_say_local(
     gateways: Callable[..., Cluster], tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        nowhere = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
     cluster = gateways(
         1, SHOP_RATE_LIMIT_REDIS_URL=nowhere, SHOP_RATE_LIMIT_ANON_BURST="3", SHOP_RATE_LIMIT_ANON_RATE="0.001"
     )

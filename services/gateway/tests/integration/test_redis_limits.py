@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from gateway.limiter import RateLimiter
 from gateway.ratelimit import Limit
+from shopkit.testing import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -117,9 +118,7 @@ async def test_tokens_refill_at_the_rate(redis_url: str, prefix: str) -> None:
 
 
 async def test_an_unreachable_redis_leaves_requests_to_the_local_buckets(prefix: str) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    url = f"redis://127.0.0.1:{free_port()}/0"  # a port nothing listens on
     limit = Limit("address", rate=0.001, burst=2)
     before = fallbacks()
     async with limiter(url, limit, redis_prefix=prefix, redis_timeout=0.2) as local_only:

@@ -1,6 +1,6 @@
 """The gateway's CPU time per proxied request, against a trivial upstream.
 
-    .venv/bin/python services/gateway/perf/cpu_per_request.py [--requests 20000] [--concurrency 16]
+    .venv/bin/python -m tools.bench.gateway_cpu [--requests 20000] [--concurrency 16]
 
 Starts a one-route aiohttp upstream and `python -m gateway` as their own processes, drives them with a
 pooled aiohttp client (anonymous and token-bearing requests, the rate limiter on but never refusing),
@@ -8,7 +8,7 @@ and prints the gateway process's user+system CPU seconds divided by the requests
 of the client and of the upstream is not counted, so the figure holds on a busy machine better than
 a throughput figure does.
 
-    ... cpu_per_request.py --instructions [--requests 1000]
+    ... -m tools.bench.gateway_cpu --instructions [--requests 1000]
 
 runs the gateway under valgrind's callgrind instead and counts the instructions it executes per
 request while the load runs: slow, but the same on an idle and on an overloaded machine.
@@ -25,11 +25,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 UPSTREAM = """
 from aiohttp import web
 async def ok(request):
@@ -102,6 +103,10 @@ def instructions(pid: int, out: Path, run: Callable[[], None]) -> int:
     return total
 
 
+def _drive(base: str, requests: int, concurrency: int, bearer: str | None) -> None:
+    asyncio.run(drive(base, requests, concurrency, bearer))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20_000)
@@ -130,7 +135,6 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{gateway_port}"
             asyncio.run(wait_up(f"{base}/healthz"))
-            sys.path.insert(0, str(REPO / "libs"))
             from shopkit.settings import KitSettings
             from shopkit.testing import mint_access_token
 
@@ -139,7 +143,7 @@ def main() -> None:
             for label, bearer in (("anonymous", None), ("with a token", token)):
                 if args.instructions:
                     count = instructions(
-                        gateway.pid, out, lambda b=bearer: asyncio.run(drive(base, args.requests, args.concurrency, b))
+                        gateway.pid, out, partial(_drive, base, args.requests, args.concurrency, bearer)
                     )
                     print(f"{label:>13}: {count / args.requests / 1000:7.0f} k instructions per request")
                     continue

@@ -1,6 +1,6 @@
 """CPU the payments service spends per confirmed checkout, measured on its own process.
 
-    python services/payments/bench_checkout.py [--checkouts 300] [--concurrency 8] [--profile out.svg]
+    python -m tools.bench.payments_cpu [--checkouts 300] [--concurrency 8] [--profile out.svg]
 
 Starts the payments service and the Stripe sandbox as processes of their own (a fresh PostgreSQL
 database, a private RabbitMQ namespace), then runs checkouts the way the saga drives payments:
