@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shopkit import tracing
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.settings import KitSettings
 
@@ -44,6 +45,9 @@ class AllInOne:
         from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
         from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
 
+        # One process, one OpenTelemetry resource: named before the first service would name it after
+        # itself; each span still says which service made it (shop.service).
+        tracing.configure("allinone")
         settings = KitSettings()
         self.transport = InProcessTransport(retry_delays=settings.retry_delays)
         catalog = create_catalog(transport=self.transport)

@@ -24,6 +24,7 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 _propagator = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
+_provider: Any = None  # the SDK's TracerProvider while spans are recorded
 
 SERVER, CONSUMER, PRODUCER, CLIENT, INTERNAL = (
     SpanKind.SERVER,
@@ -55,15 +56,21 @@ def _install(service_name: str, processor: Any) -> None:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
 
-    global _tracer
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    provider.add_span_processor(processor)
-    _tracer = provider.get_tracer("shopkit")
+    global _tracer, _provider
+    stop_recording()
+    # Not registered as OpenTelemetry's global provider: only the kit's spans are recorded, and a
+    # process with tracing off never imports the SDK.
+    _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    _provider.add_span_processor(processor)
+    _tracer = _provider.get_tracer("shopkit")
 
 
 def stop_recording() -> None:
-    global _tracer
-    _tracer = None
+    """Export what is still buffered and record no more spans."""
+    global _tracer, _provider
+    provider, _tracer, _provider = _provider, None, None
+    if provider is not None:
+        provider.shutdown()
 
 
 def enabled() -> bool:
@@ -94,6 +101,20 @@ def current_traceparent(default: str | None = None) -> str | None:
 def current_trace_id() -> str | None:
     parsed = parse(_current.get())
     return parsed[0] if parsed else None
+
+
+@contextmanager
+def joined(traceparent: str | None) -> Iterator[None]:
+    """Run the block in the trace of `traceparent` (when valid) without a span of its own: what a batch
+    handler logs about one event of its batch names that event's trace. Free whether tracing is on or off."""
+    if not parse(traceparent):
+        yield
+        return
+    token = _current.set(traceparent)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 @contextmanager

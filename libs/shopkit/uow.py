@@ -50,7 +50,7 @@ class UnitOfWork:
         `caused_by`: in a batch handler, the event (as the handler received it) this one answers."""
         if caused_by is not None:
             # A batch handler runs outside any one event's trace: follow the event it answers.
-            causation = self.causations.get(id(caused_by), self.causation)
+            causation = self.causation_of(caused_by)
             traceparent = causation.traceparent if causation else tracing.current_traceparent()
         else:
             causation = self.causation
@@ -64,6 +64,10 @@ class UnitOfWork:
         )
         self._outbox.append((envelope, datetime.now(UTC)))
         return envelope
+
+    def causation_of(self, event: EventData) -> Envelope | None:
+        """The envelope that carried `event` (as a handler, batch or not, was given it)."""
+        return self.causations.get(id(event), self.causation)
 
     def commit(self) -> None:
         emitted, self._outbox = self._outbox, []

@@ -7,9 +7,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from fastapi import Depends
@@ -131,3 +137,91 @@ def test_every_json_log_line_in_a_trace_names_it() -> None:
     inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
     assert inside["trace_id"] == TRACE
     assert "trace_id" not in outside
+
+
+# A service with tracing off, in a process of its own: a traced request emits a traced event, and
+# OpenTelemetry's SDK is never even imported.
+_UNTRACED_SERVICE = """
+import sys
+from fastapi import Depends
+from fastapi.testclient import TestClient
+from shopkit import tracing
+from shopkit.bus.inprocess import InProcessTransport
+from shopkit.lifecycle import ServiceRuntime
+from shopkit.outbox import outbox
+from shopkit.settings import KitSettings
+from sqlalchemy import select
+from shopkit.tests.conftest import KIT_MIGRATIONS, cancelled
+from shopkit.uow import UnitOfWork
+from shopkit.webapp import create_service_app, get_uow
+
+settings = KitSettings(var_dir=sys.argv[1], database_url=None, amqp_url=None)
+runtime = ServiceRuntime("orders", settings, migrations=KIT_MIGRATIONS, transport=InProcessTransport())
+app = create_service_app(runtime, title="untraced")
+
+@app.post("/cancel", status_code=201)
+def cancel(uow: UnitOfWork = Depends(get_uow)) -> None:
+    uow.emit(cancelled())
+    uow.commit()
+
+with TestClient(app) as client:
+    assert client.post("/cancel", headers={"traceparent": sys.argv[2]}).status_code == 201
+    with runtime.db.engine.connect() as connection:
+        [envelope] = connection.execute(select(outbox.c.envelope)).scalars()
+assert tracing.parse(envelope["traceparent"])[0] == tracing.parse(sys.argv[2])[0]
+assert not tracing.enabled()
+print(sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk")))
+"""
+
+
+@pytest.mark.integration
+def test_with_tracing_off_no_span_is_made_and_the_sdk_is_not_loaded(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SHOP_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", _UNTRACED_SERVICE, str(tmp_path), PARENT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[3],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.integration
+def test_with_an_otlp_endpoint_spans_are_exported_over_otlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Collector.received.clear()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    try:
+        tracing.configure("catalog")
+        assert tracing.enabled()
+        with tracing.span("commit stock", service="catalog", parent=PARENT):
+            pass
+    finally:
+        tracing.stop_recording()  # flushes what the batch processor still holds
+        server.shutdown()
+        thread.join(5)
+    [(path, body)] = _Collector.received
+    assert path == "/v1/traces"
+    # OTLP's protobuf carries the trace id as 16 raw bytes, the names as UTF-8.
+    assert bytes.fromhex(TRACE) in body and b"commit stock" in body and b"shop-catalog" in body

@@ -10,6 +10,7 @@ statements."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -33,9 +34,12 @@ from contracts import (
     StockCommitted,
     StockRejected,
 )
+from shopkit import tracing
 from shopkit.db import GUID, upsert_insert
 from shopkit.problems import Conflict, NotFound
 from shopkit.uow import UnitOfWork
+
+log = logging.getLogger("catalog.stock")
 
 # What asks for an order's stock: its PaymentSucceeded, or a StockCommitRequested standing for it.
 StockRequest: TypeAlias = PaymentSucceeded | StockCommitRequested
@@ -124,10 +128,21 @@ def commit_stock(uow: UnitOfWork, requests: Sequence[StockRequest]) -> None:
     if earlier:
         answers.update(_recorded_answers(connection, earlier))
     for request in requests:
-        uow.emit(answers[request.order_id], correlation_id=request.order_id, caused_by=request)
+        answer = answers[request.order_id]
+        uow.emit(answer, correlation_id=request.order_id, caused_by=request)
+        if request.order_id in claimed and first[request.order_id] is request:
+            _log_decision(uow, request, answer)
     # One ProductChanged per product the batch moved, with its final stock and version.
     for row, stock, version, cause in moves:
         emit_product_changed(uow, row, stock=stock, version=version, caused_by=cause)
+
+
+def _log_decision(uow: UnitOfWork, request: StockRequest, answer: EventData) -> None:
+    """One line per order decided, in the trace of the event that asked (this is a batch handler)."""
+    causation = uow.causation_of(request)
+    outcome = "stock committed" if isinstance(answer, StockCommitted) else "stock rejected"
+    with tracing.joined(causation.traceparent if causation else None):
+        log.info(outcome, extra={"order_id": str(request.order_id)})
 
 
 def _claim_decisions(connection: Connection, requests: Iterable[StockRequest], at: datetime) -> set[uuid.UUID]:

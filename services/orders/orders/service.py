@@ -67,10 +67,13 @@ def advance_order(uow: UnitOfWork, order_id: uuid.UUID, fact: Fact) -> Decision 
 
 
 def _apply(uow: UnitOfWork, order: Order, fact: Fact) -> Decision:
+    before = order.status
     decision = decide(repository.state_of(order), fact)
     repository.store(uow.session, order, decision, utcnow())
     for message in decision.messages:
         uow.emit(message, correlation_id=order.id)
+    if decision.state.status != before:
+        log.info("order %s", decision.state.status, extra={"order_id": str(order.id), "from": str(before)})
     return decision
 
 
@@ -201,6 +204,7 @@ def place_order(uow: UnitOfWork, catalog: ProductLookup, request: OrderRequest, 
         total = repository.insert_order(session, order)
         uow.emit(_order_placed(order, total), correlation_id=order.id)
         uow.commit()
+        log.info("order placed", extra={"order_id": str(order.id)})
     except IntegrityError:
         uow.rollback()
         if request.idempotency_key is None:

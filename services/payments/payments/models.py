@@ -34,6 +34,9 @@ class PayableOrder(Base):
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     # Learnt from OrderShipped / OrderDelivered: None until shipped. Decides the default of `restock`.
     fulfilment: Mapped[str | None] = mapped_column(String(20))
+    # The trace OrderPlaced came in (W3C traceparent): the order's payments continue it, so the
+    # provider's webhook, which arrives with no trace of its own, joins the checkout's trace.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
@@ -68,6 +71,8 @@ class Payment(Base):
     # Set when the payment was closed here but is still open at the provider (a Checkout Session to
     # expire): the provider is asked after the commit, from then on, until it has answered.
     provider_cancel_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The order's trace (else the starting request's): what the provider says later is applied in it.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow

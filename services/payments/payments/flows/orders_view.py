@@ -13,6 +13,7 @@ from contracts import OrderCancelled, OrderPlaced
 from payments.domain import OPEN_STATUSES, Fulfilment, OrderStatus, PaymentStatus
 from payments.flows.cancellations import cancel_payment
 from payments.models import PayableOrder, Payment, utcnow
+from shopkit import tracing
 from shopkit.db import upsert_insert
 from shopkit.uow import UnitOfWork
 
@@ -32,12 +33,20 @@ def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced]) -> None
             "currency": event.currency,
             "lines": [line.model_dump(mode="json") for line in event.items],
             "status": OrderStatus.PENDING_PAYMENT,
+            "traceparent": _traceparent(uow, event),
             "created_at": now,
             "updated_at": now,
         }
         for event in latest.values()
     ]
     uow.session.execute(_upsert_orders(uow), rows)
+
+
+def _traceparent(uow: UnitOfWork, event: OrderPlaced) -> str | None:
+    """The trace the order's payments continue (only a well-formed one fits the column)."""
+    causation = uow.causation_of(event)
+    traceparent = causation.traceparent if causation else None
+    return traceparent if tracing.parse(traceparent) else None
 
 
 _UPSERTS: dict[str, Any] = {}
@@ -54,6 +63,7 @@ def _upsert_orders(uow: UnitOfWork) -> Any:
                 "amount": insert.excluded.amount,
                 "currency": insert.excluded.currency,
                 "lines": insert.excluded.lines,
+                "traceparent": insert.excluded.traceparent,
                 "updated_at": insert.excluded.updated_at,
             },
         )

@@ -25,6 +25,7 @@ from payments.flows import ledger
 from payments.flows.locks import lock_payment, payment_with_reference
 from payments.models import PayableOrder, Payment
 from payments.providers.base import Outcome, ProviderVerdict
+from shopkit import tracing
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("payments.outcomes")
@@ -42,6 +43,18 @@ def apply_verdict(uow: UnitOfWork, verdict: ProviderVerdict) -> str:
     order, payment = lock_payment(uow.session, key.id, key.order_id) if key else (None, None)
     if payment is None:
         return "ignored: no payment has this provider reference"
+    # The provider's word arrives with no trace of its own (a webhook, a callback, a sweep): it is
+    # applied in the checkout's trace, so what it causes downstream joins the order's trace.
+    with tracing.span(
+        f"apply {verdict.provider} verdict",
+        service="payments",
+        parent=payment.traceparent,
+        attributes={"shop.payment_id": str(payment.id), "shop.outcome": str(verdict.outcome)},
+    ):
+        return _apply_to_payment(uow, order, payment, verdict)
+
+
+def _apply_to_payment(uow: UnitOfWork, order: PayableOrder | None, payment: Payment, verdict: ProviderVerdict) -> str:
     if verdict.outcome is Outcome.PAID:
         return record_success(uow, order, payment, verdict)
     if verdict.outcome is Outcome.PENDING:
@@ -99,6 +112,7 @@ def record_success(uow: UnitOfWork, order: PayableOrder | None, payment: Payment
         ),
         correlation_id=payment.order_id,
     )
+    log.info("payment succeeded", extra={"payment_id": str(payment.id), "order_id": str(payment.order_id)})
     return "payment succeeded"
 
 

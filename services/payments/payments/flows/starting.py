@@ -19,6 +19,7 @@ from payments.flows.cancellations import cancel_at_provider, cancel_payment
 from payments.flows.locks import lock_order, lock_payment
 from payments.models import PayableOrder, Payment, utcnow
 from payments.providers.base import Checkout, OpenedPayment, PaymentProvider, ProviderRefused, ProviderUnavailable
+from shopkit import tracing
 from shopkit.auth import Principal
 from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from shopkit.uow import UnitOfWork
@@ -79,7 +80,12 @@ def start_payment(
         except (ProviderUnavailable, ProviderRefused) as exc:
             _opening_failed(context, payment.id, str(exc))
             raise ServiceUnavailable(f"{provider.name} is not available right now; try again") from exc
-        return StartedPayment(_record_opened(context, payment, opened), created=True)
+        recorded = _record_opened(context, payment, opened)
+    log.info(
+        "payment created",
+        extra={"payment_id": str(payment.id), "order_id": str(payment.order_id), "provider": provider.name},
+    )
+    return StartedPayment(recorded, created=True)
 
 
 def _claim_once_received(
@@ -136,6 +142,7 @@ def _claim(
         amount=order.amount,
         currency=order.currency,
         idempotency_key=key,
+        traceparent=order.traceparent or tracing.current_traceparent(),
     )
     session.add(payment)
     checkout = Checkout(
