@@ -97,7 +97,7 @@ run-distributed: $(STAMP)
 	$(BIN)/python -m tools.supervisor --log-dir var/log
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m tools.testrun $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -m unit

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 from starlette.types import ASGIApp
 
-from shopkit.testing import ServerThread, free_port
+from shopkit.testing import ServerThread, free_port, local_http
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ class SandboxProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.module} exited with {self.process.returncode}")
             try:
-                httpx.get(f"{self.url}/", timeout=1)
+                local_http.get(f"{self.url}/", timeout=1)
                 return self
             except httpx.TransportError:
                 if time.monotonic() > deadline:

@@ -20,6 +20,7 @@ from sandbox.testing import SandboxProcess
 from sandbox.tests.conftest import WEBHOOK_SECRET, BkashSandbox, WebhookReceiver, stripe_client, stripe_settings
 from sandbox.tests.test_bkash_sandbox import callback_query
 from sandbox.tests.test_stripe_sandbox import session_params
+from shopkit.testing import local_http
 
 KEY = {"Authorization": "Bearer sk_test_sandbox"}
 
@@ -43,7 +44,7 @@ def stripe_process(tmp_path: Path, webhook_receiver: WebhookReceiver) -> Iterato
 
 
 def pay(client: stripe.StripeClient, url: str | None) -> None:
-    assert httpx.post(f"{url}/pay", data={"outcome": "success"}, timeout=10).status_code == 200
+    assert local_http.post(f"{url}/pay", data={"outcome": "success"}, timeout=10).status_code == 200
 
 
 def test_a_killed_stripe_sandbox_restarts_with_every_object(
@@ -92,14 +93,14 @@ def test_a_pending_delivery_resumes_after_the_restart(tmp_path: Path, webhook_re
         pay(client, session.url)
         event_id = client.v1.events.list().data[0].id
         deadline = time.monotonic() + 10
-        while not httpx.get(f"{process.url}/_control/events/{event_id}").json()["attempts"]:
+        while not local_http.get(f"{process.url}/_control/events/{event_id}").json()["attempts"]:
             assert time.monotonic() < deadline
             time.sleep(0.05)
 
         process.kill()  # the retry is due in 3 s: it must survive the crash
         process.start()
         (event,) = webhook_receiver.wait_for("checkout.session.completed", timeout=15)
-        record = httpx.get(f"{process.url}/_control/events/{event_id}").json()
+        record = local_http.get(f"{process.url}/_control/events/{event_id}").json()
 
     assert event.id == event_id
     assert record["delivery_status"] == "delivered"

@@ -11,6 +11,7 @@ import stripe
 
 from sandbox.tests.conftest import StripeSandbox
 from sandbox.tests.test_stripe_sandbox import paid_session, session_params
+from shopkit.testing import local_http
 
 AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 
@@ -20,12 +21,12 @@ def make_events(sandbox: StripeSandbox, refunds: int) -> tuple[str, list[str]]:
     intent = str(paid_session(sandbox).payment_intent)
     for _ in range(refunds):
         sandbox.client.v1.refunds.create(params={"payment_intent": intent, "amount": 1})
-    listed = httpx.get(f"{sandbox.base_url}/v1/events", params={"limit": 100}, headers=AUTH).json()
+    listed = local_http.get(f"{sandbox.base_url}/v1/events", params={"limit": 100}, headers=AUTH).json()
     return intent, [event["id"] for event in reversed(listed["data"])]
 
 
 def events_page(sandbox: StripeSandbox, **params: Any) -> httpx.Response:
-    return httpx.get(f"{sandbox.base_url}/v1/events", params=params, headers=AUTH)
+    return local_http.get(f"{sandbox.base_url}/v1/events", params=params, headers=AUTH)
 
 
 def test_every_event_is_listed_newest_first_as_a_stripe_list(stripe_sandbox: StripeSandbox) -> None:

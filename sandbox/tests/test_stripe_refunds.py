@@ -10,6 +10,7 @@ import stripe
 
 from sandbox.tests.conftest import StripeSandbox, WebhookReceiver
 from sandbox.tests.test_stripe_sandbox import paid_session
+from shopkit.testing import local_http
 
 TOTAL = 300000  # what paid_session charges: 2 x 125000 + 50000 (3000.00 BDT)
 
@@ -93,7 +94,7 @@ def test_concurrent_partial_refunds_never_exceed_the_charge(stripe_sandbox: Stri
     lock = threading.Lock()
 
     def refund() -> None:
-        response = httpx.post(
+        response = local_http.post(
             f"{stripe_sandbox.base_url}/v1/refunds",
             data={"payment_intent": intent, "amount": str(TOTAL // 4)},
             headers={"Authorization": "Bearer sk_test_sandbox"},

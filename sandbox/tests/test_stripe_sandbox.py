@@ -23,6 +23,7 @@ from sandbox.tests.conftest import (
     stripe_client,
     stripe_settings,
 )
+from shopkit.testing import local_http
 
 
 def session_params(**overrides: Any) -> dict[str, Any]:
@@ -116,14 +117,14 @@ def test_same_idempotency_key_while_the_first_is_running_is_409(stripe_sandbox: 
     form_headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
     results: dict[str, httpx.Response] = {}
     first = threading.Thread(
-        target=lambda: results.update(first=httpx.post(url, content=body, headers=form_headers, timeout=10))
+        target=lambda: results.update(first=local_http.post(url, content=body, headers=form_headers, timeout=10))
     )
     first.start()
     time.sleep(0.2)
-    concurrent = httpx.post(url, content=body, headers=form_headers, timeout=10)
+    concurrent = local_http.post(url, content=body, headers=form_headers, timeout=10)
     first.join()
     stripe_sandbox.http.post(f"{stripe_sandbox.base_url}/_control/api-delay", json={"seconds": 0})
-    replay = httpx.post(url, content=body, headers=form_headers, timeout=10)
+    replay = local_http.post(url, content=body, headers=form_headers, timeout=10)
 
     assert concurrent.status_code == 409
     assert concurrent.json()["error"]["code"] == "idempotency_key_in_use"
@@ -214,7 +215,7 @@ def test_unknown_session_is_404_resource_missing(stripe_sandbox: StripeSandbox) 
 
 
 def test_missing_or_non_test_key_is_401(stripe_sandbox: StripeSandbox) -> None:
-    response = httpx.get(f"{stripe_sandbox.base_url}/v1/refunds")
+    response = local_http.get(f"{stripe_sandbox.base_url}/v1/refunds")
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "invalid_request_error"
 
@@ -226,7 +227,7 @@ def test_missing_or_non_test_key_is_401(stripe_sandbox: StripeSandbox) -> None:
 
 
 def test_basic_auth_with_the_key_as_user_is_accepted(stripe_sandbox: StripeSandbox) -> None:
-    response = httpx.get(f"{stripe_sandbox.base_url}/v1/refunds", auth=("sk_test_basic", ""))
+    response = local_http.get(f"{stripe_sandbox.base_url}/v1/refunds", auth=("sk_test_basic", ""))
     assert response.status_code == 200
     assert response.json() == {"object": "list", "data": [], "has_more": False, "url": "/v1/refunds"}
 
@@ -450,8 +451,8 @@ def test_a_refused_refund_is_replayed_for_the_same_key(stripe_sandbox: StripeSan
     headers = {"Authorization": "Bearer sk_test_sandbox", "Idempotency-Key": "refund-1"}
     body = {"payment_intent": intent, "amount": "999999999"}
 
-    first = httpx.post(url, data=body, headers=headers)
-    second = httpx.post(url, data=body, headers=headers)
+    first = local_http.post(url, data=body, headers=headers)
+    second = local_http.post(url, data=body, headers=headers)
 
     assert first.status_code == second.status_code == 400
     assert second.json() == first.json()

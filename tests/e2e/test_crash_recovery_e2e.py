@@ -27,7 +27,7 @@ from tools.shopclient import (
 from .conftest import Shop
 from .helpers import admin_of, settle_and_verify
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 SHOPPERS = 6
 STOCK = 1000

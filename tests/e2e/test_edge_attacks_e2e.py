@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from shopkit.settings import DEV_INTERNAL_TOKEN
-from shopkit.testing import free_port
+from shopkit.testing import free_port, local_http
 from tools.supervisor import REPO_ROOT
 
 from .conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Shop
@@ -170,7 +170,7 @@ def strict_gateway(shop: Shop) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                if local_http.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -36,7 +36,7 @@ from tools.shopclient import Customer, Http, expect
 
 from .conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Shop, running_shop
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 CALIBRATION_CLIENTS = 16
 CALIBRATION_SECONDS = 10

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import jwt
 import psycopg2
 import pytest
@@ -133,6 +134,12 @@ def ephemeral_port_floor(default: int = 32768) -> int:
             return int(ports.read().split()[0])
     except (OSError, ValueError, IndexError):
         return default
+
+
+# One client for the tests' plain-HTTP calls to local servers: `httpx.post(...)` builds a client, and
+# with it an SSL context that loads the CA bundle, for every call (a sixth of a payments test's time).
+# No kept-alive connections, so that a test never meets a socket of a server an earlier one stopped.
+local_http = httpx.Client(timeout=30.0, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 def free_port(start: int = 20000) -> int:

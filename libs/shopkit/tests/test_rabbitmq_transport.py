@@ -117,6 +117,7 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
+@pytest.mark.serial  # restarts the broker under every other test
 async def test_broker_restart_mid_stream_loses_nothing_and_applies_each_event_once(
     orders_db: Database, rabbit: RabbitMQTransport, bus_namespace: str
 ) -> None:

@@ -23,7 +23,7 @@ from sandbox.bkash_sandbox.app import create_app as create_bkash_sandbox
 from sandbox.stripe_sandbox.app import create_app as create_stripe_sandbox
 from sandbox.stripe_sandbox.settings import StripeSandboxSettings
 from shopkit.settings import KitSettings
-from shopkit.testing import ServerThread, free_port, mint_access_token
+from shopkit.testing import ServerThread, free_port, local_http, mint_access_token
 
 
 def make_token(settings: KitSettings, user_id: uuid.UUID, role: str = "customer") -> str:
@@ -81,7 +81,7 @@ class Shop:
             return list(connection.execute(text(sql), params))
 
     def pay_stripe(self, redirect_url: str, outcome: str = "success") -> httpx.Response:
-        return httpx.post(f"{redirect_url}/pay", data={"outcome": outcome}, timeout=10)
+        return local_http.post(f"{redirect_url}/pay", data={"outcome": outcome}, timeout=10)
 
     def pay_bkash(
         self,

@@ -10,14 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from auth.app import create_app
 from auth.models import LoginFailure, RefreshToken, User
-from shopkit.testing import ServerThread
+from shopkit.testing import ServerThread, local_http
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +113,7 @@ def test_parallel_guesses_cannot_slip_past_the_failure_count(pg_api: Any, make_s
         def attempt(target: Any) -> int:
             body = {"email": "race@example.com", "password": "guess-guess"}
             if isinstance(target, str):
-                return httpx.post(f"{target}/api/auth/login", json=body, headers=client, timeout=30).status_code
+                return local_http.post(f"{target}/api/auth/login", json=body, headers=client, timeout=30).status_code
             return int(target.post("/api/auth/login", json=body, headers=client).status_code)
 
         with ThreadPoolExecutor(max_workers=10) as pool:
@@ -207,7 +206,7 @@ def test_two_replicas_refreshing_one_token_at_once_rotate_once_and_revoke_the_fa
                     lambda send: send(),
                     [
                         lambda: pg_api.client.post("/api/auth/refresh", json=body),
-                        lambda: httpx.post(f"{server.url}/api/auth/refresh", json=body, timeout=30),
+                        lambda: local_http.post(f"{server.url}/api/auth/refresh", json=body, timeout=30),
                     ],
                 )
             )

@@ -24,7 +24,7 @@ from auth.app import create_app
 from auth.models import LoginFailure
 from auth.passwords import Passwords
 from auth.service import Security
-from shopkit.testing import ServerThread
+from shopkit.testing import ServerThread, local_http
 
 pytestmark = pytest.mark.integration
 
@@ -154,7 +154,7 @@ def test_concurrent_failures_are_counted_exactly_across_two_replicas(
             n, address = job
             headers = {"X-Forwarded-For": address}
             if n % 2:
-                return address, httpx.post(
+                return address, local_http.post(
                     f"{replica.url}/api/auth/login", json=body, headers=headers, timeout=60
                 ).status_code
             return address, pg_api.client.post("/api/auth/login", json=body, headers=headers).status_code
@@ -177,7 +177,9 @@ def test_concurrent_right_logins_of_one_pair_all_get_in(pg_api: Any, make_settin
 
         def attempt(n: int) -> int:
             if n % 2:
-                return httpx.post(f"{replica.url}/api/auth/login", json=body, headers=headers, timeout=60).status_code
+                return local_http.post(
+                    f"{replica.url}/api/auth/login", json=body, headers=headers, timeout=60
+                ).status_code
             return pg_api.client.post("/api/auth/login", json=body, headers=headers).status_code
 
         with ThreadPoolExecutor(max_workers=12) as pool:

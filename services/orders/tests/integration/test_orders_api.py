@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from orders.app import create_app
-from shopkit.testing import ServerThread, free_port
+from shopkit.testing import ServerThread, free_port, local_http
 
 pytestmark = pytest.mark.integration
 
@@ -251,7 +251,9 @@ def test_racing_requests_with_one_key_create_one_order(settings, catalog, header
     with ServerThread(create_app(settings, catalog_app=catalog.app)) as server:
 
         def post(_: int) -> httpx.Response:
-            return httpx.post(f"{server.url}/api/orders", json=one_item(product), headers=request_headers, timeout=20)
+            return local_http.post(
+                f"{server.url}/api/orders", json=one_item(product), headers=request_headers, timeout=20
+            )
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             responses = list(pool.map(post, range(8)))

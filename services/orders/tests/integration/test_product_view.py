@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from contracts import Envelope, ProductChanged, new_envelope
 from orders.app import create_app
-from shopkit.testing import ServerThread, free_port
+from shopkit.testing import ServerThread, free_port, local_http
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ def test_concurrent_placements_of_an_unknown_product_share_one_lookup(settings, 
     with ServerThread(create_app(settings, catalog_app=catalog.app)) as server:
 
         def post(_: int) -> httpx.Response:
-            return httpx.post(
+            return local_http.post(
                 f"{server.url}/api/orders", json=one_item(product), headers=headers(uuid.uuid4()), timeout=30
             )
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
+
+from shopkit.testing import local_http
 
 pytestmark = pytest.mark.integration
 
 
 def _start_bkash(shop, user, order_id):  # type: ignore[no-untyped-def]
-    answer = httpx.post(
+    answer = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": "bkash"},
         headers=shop.headers(user),
@@ -22,11 +23,11 @@ def _start_bkash(shop, user, order_id):  # type: ignore[no-untyped-def]
 
 
 def _sandbox_payment(shop, reference):  # type: ignore[no-untyped-def]
-    return httpx.get(f"{shop.bkash_url}/_control/payments/{reference}").json()
+    return local_http.get(f"{shop.bkash_url}/_control/payments/{reference}").json()
 
 
 def _callback(shop, reference, status="success"):  # type: ignore[no-untyped-def]
-    return httpx.get(
+    return local_http.get(
         f"{shop.url}/api/payments/bkash/callback", params={"paymentID": reference, "status": status}, timeout=15
     )
 
@@ -45,7 +46,7 @@ def test_customer_pays_and_reloading_the_callback_executes_once(shop) -> None:  
 
     state = _sandbox_payment(shop, payment["provider_reference"])
     assert state["executeCalls"] == 1
-    paid = httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json()
+    paid = local_http.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json()
     assert paid["provider_transaction_id"] == state["trxID"]
     assert len(shop.outbox("PaymentSucceeded")) == 1
 
@@ -70,7 +71,7 @@ def test_execute_that_times_out_is_resolved_by_query(shop) -> None:  # type: ign
     order_id = shop.place_order(user)
     payment = _start_bkash(shop, user, order_id)
     delay = shop.settings.bkash_timeout + 1.0
-    httpx.post(f"{shop.bkash_url}/_control/execute-delay", json={"seconds": delay}).raise_for_status()
+    local_http.post(f"{shop.bkash_url}/_control/execute-delay", json={"seconds": delay}).raise_for_status()
 
     landed = shop.pay_bkash(payment["redirect_url"])
 
@@ -96,7 +97,7 @@ def test_insufficient_balance_wallet_fails_and_order_stays_payable(shop) -> None
     assert landed.json()["status"] == "failed"
     failed = shop.outbox("PaymentFailed")
     assert [event["data"]["payment_id"] for event in failed] == [payment["id"]]
-    again = httpx.post(
+    again = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": "bkash"},
         headers=shop.headers(user),
@@ -110,7 +111,7 @@ def test_cancel_on_the_bkash_page_marks_cancelled(shop) -> None:  # type: ignore
     order_id = shop.place_order(user)
     payment = _start_bkash(shop, user, order_id)
 
-    landed = httpx.get(f"{payment['redirect_url']}/cancel", follow_redirects=True, timeout=15)
+    landed = local_http.get(f"{payment['redirect_url']}/cancel", follow_redirects=True, timeout=15)
 
     assert landed.json()["status"] == "cancelled"
 
@@ -121,9 +122,9 @@ def test_callback_redirects_to_the_frontend_when_configured(shop) -> None:  # ty
     order_id = shop.place_order(user)
     payment = _start_bkash(shop, user, order_id)
     # The customer cancels on bKash's page (a callback alone would not cancel: bKash is asked).
-    assert httpx.get(f"{payment['redirect_url']}/cancel").status_code == 303
+    assert local_http.get(f"{payment['redirect_url']}/cancel").status_code == 303
 
-    answer = httpx.get(
+    answer = local_http.get(
         f"{shop.url}/api/payments/bkash/callback",
         params={"paymentID": payment["provider_reference"], "status": "cancel"},
     )

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from contracts import RefundRequested
+from shopkit.testing import local_http
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 def _paid(shop: Any, provider: str) -> tuple[uuid.UUID, dict[str, Any]]:
     user = uuid.uuid4()
     order_id = shop.place_order(user)
-    payment = httpx.post(
+    payment = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": provider},
         headers=shop.headers(user),
@@ -31,11 +32,11 @@ def _paid(shop: Any, provider: str) -> tuple[uuid.UUID, dict[str, Any]]:
 
 
 def _get(shop: Any, user: uuid.UUID, payment_id: str) -> dict[str, Any]:
-    return httpx.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user), timeout=15).json()
+    return local_http.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user), timeout=15).json()
 
 
 def _refund(shop: Any, payment_id: str, **body: Any) -> httpx.Response:
-    return httpx.post(
+    return local_http.post(
         f"{shop.url}/api/payments/{payment_id}/refund",
         json={"reason": "customer service", **body},
         headers=shop.headers(uuid.uuid4(), "admin"),
@@ -44,7 +45,7 @@ def _refund(shop: Any, payment_id: str, **body: Any) -> httpx.Response:
 
 
 def _stripe_refunds(shop: Any, intent: str) -> list[int]:
-    answer = httpx.get(
+    answer = local_http.get(
         f"{shop.stripe_url}/v1/refunds",
         params={"payment_intent": intent},
         headers={"Authorization": f"Bearer {shop.settings.stripe_secret_key}"},
@@ -74,7 +75,7 @@ def test_a_partial_refund_then_the_rest_at_the_provider(shop: Any, provider: str
     if provider == "stripe":
         assert _stripe_refunds(shop, payment["provider_transaction_id"]) == [40000, 85000]
     else:
-        state = httpx.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
+        state = local_http.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
         assert sorted(r["amount"] for r in state["refunds"]) == ["400.00", "850.00"]
 
 
@@ -96,7 +97,7 @@ def test_a_partial_refund_in_stripes_dashboard_is_recorded_once(shop: Any) -> No
     user, payment = _paid(shop, "stripe")
 
     intent = payment["provider_transaction_id"]
-    dashboard = httpx.post(f"{shop.stripe_url}/_control/payment_intents/{intent}/refund", json={"amount": 30000})
+    dashboard = local_http.post(f"{shop.stripe_url}/_control/payment_intents/{intent}/refund", json={"amount": 30000})
     assert dashboard.status_code == 200, dashboard.text
 
     refunded = shop.wait_for(lambda: (p := _get(shop, user, payment["id"]))["refunded_amount"] == "300.00" and p)
@@ -109,7 +110,7 @@ def test_admins_list_every_payment_with_filters_and_customers_only_their_own(sho
     alice, paid = _paid(shop, "bkash")
     bob = uuid.uuid4()
     bobs_order = shop.place_order(bob)
-    open_payment = httpx.post(
+    open_payment = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(bobs_order), "provider": "stripe"},
         headers=shop.headers(bob),
@@ -118,7 +119,7 @@ def test_admins_list_every_payment_with_filters_and_customers_only_their_own(sho
     admin = shop.headers(uuid.uuid4(), "admin")
 
     def listed(**params: Any) -> dict[str, Any]:
-        answer = httpx.get(f"{shop.url}/api/payments", params=params, headers=admin)
+        answer = local_http.get(f"{shop.url}/api/payments", params=params, headers=admin)
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -136,6 +137,6 @@ def test_admins_list_every_payment_with_filters_and_customers_only_their_own(sho
     assert [p["id"] for p in listed(provider="stripe")["items"]] == [open_payment["id"]]
     assert [p["id"] for p in listed(order_id=str(bobs_order))["items"]] == [open_payment["id"]]
     assert listed(page_size=1, page=2)["items"][0]["id"] in {paid["id"], open_payment["id"]}
-    assert httpx.get(f"{shop.url}/api/payments", params={"status": "nonsense"}, headers=admin).status_code == 422
-    mine = httpx.get(f"{shop.url}/api/payments", headers=shop.headers(alice)).json()
+    assert local_http.get(f"{shop.url}/api/payments", params={"status": "nonsense"}, headers=admin).status_code == 422
+    mine = local_http.get(f"{shop.url}/api/payments", headers=shop.headers(alice)).json()
     assert [p["id"] for p in mine["items"]] == [paid["id"]] and mine["total"] == 1

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from sqlalchemy import text
+
+from shopkit.testing import local_http
 
 pytestmark = pytest.mark.integration
 
 
 def _post(shop, user, body, **headers):  # type: ignore[no-untyped-def]
-    return httpx.post(f"{shop.url}/api/payments", json=body, headers={**shop.headers(user), **headers}, timeout=15)
+    return local_http.post(f"{shop.url}/api/payments", json=body, headers={**shop.headers(user), **headers}, timeout=15)
 
 
 def test_another_users_payment_is_404_and_admin_sees_it(shop) -> None:  # type: ignore[no-untyped-def]
@@ -20,13 +21,15 @@ def test_another_users_payment_is_404_and_admin_sees_it(shop) -> None:  # type: 
     order_id = shop.place_order(owner)
     payment = _post(shop, owner, {"order_id": str(order_id), "provider": "stripe"}).json()
 
-    assert httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(stranger)).status_code == 404
+    assert local_http.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(stranger)).status_code == 404
     assert _post(shop, stranger, {"order_id": str(order_id), "provider": "stripe"}).status_code == 404
-    listed = httpx.get(f"{shop.url}/api/payments", params={"order_id": str(order_id)}, headers=shop.headers(stranger))
+    listed = local_http.get(
+        f"{shop.url}/api/payments", params={"order_id": str(order_id)}, headers=shop.headers(stranger)
+    )
     assert listed.json()["items"] == []
     admin = shop.headers(uuid.uuid4(), "admin")
-    assert httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=admin).json()["id"] == payment["id"]
-    mine = httpx.get(f"{shop.url}/api/payments", params={"order_id": str(order_id)}, headers=shop.headers(owner))
+    assert local_http.get(f"{shop.url}/api/payments/{payment['id']}", headers=admin).json()["id"] == payment["id"]
+    mine = local_http.get(f"{shop.url}/api/payments", params={"order_id": str(order_id)}, headers=shop.headers(owner))
     assert [p["id"] for p in mine.json()["items"]] == [payment["id"]] and mine.json()["total"] == 1
 
 
@@ -48,11 +51,11 @@ def test_bad_input_is_a_problem(shop, body, status) -> None:  # type: ignore[no-
 def test_unknown_order_is_409_with_a_retry_hint_and_no_token_is_401(shop) -> None:  # type: ignore[no-untyped-def]
     answer = _post(shop, uuid.uuid4(), {"order_id": str(uuid.uuid4()), "provider": "stripe"})
     assert answer.status_code == 409 and "retry" in answer.json()["detail"]
-    anonymous = httpx.post(f"{shop.url}/api/payments", json={"order_id": str(uuid.uuid4()), "provider": "stripe"})
+    anonymous = local_http.post(f"{shop.url}/api/payments", json={"order_id": str(uuid.uuid4()), "provider": "stripe"})
     assert anonymous.status_code == 401
-    garbage = httpx.get(f"{shop.url}/api/payments/bkash/callback", params={"paymentID": "x", "status": "maybe"})
+    garbage = local_http.get(f"{shop.url}/api/payments/bkash/callback", params={"paymentID": "x", "status": "maybe"})
     assert garbage.status_code == 422
-    unknown = httpx.get(
+    unknown = local_http.get(
         f"{shop.url}/api/payments/bkash/callback", params={"paymentID": "TR0011NOPE", "status": "success"}
     )
     assert unknown.status_code == 404

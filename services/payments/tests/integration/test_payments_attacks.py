@@ -15,11 +15,13 @@ import psycopg2
 import pytest
 import stripe
 
+from shopkit.testing import local_http
+
 pytestmark = pytest.mark.integration
 
 
 def _start(shop: Any, user: uuid.UUID, order_id: uuid.UUID, provider: str = "stripe") -> httpx.Response:
-    return httpx.post(
+    return local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": provider},
         headers=shop.headers(user),
@@ -28,7 +30,7 @@ def _start(shop: Any, user: uuid.UUID, order_id: uuid.UUID, provider: str = "str
 
 
 def _payment(shop: Any, user: uuid.UUID, payment_id: str) -> dict[str, Any]:
-    return httpx.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user), timeout=15).json()
+    return local_http.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user), timeout=15).json()
 
 
 def _attackers_paid_session(shop: Any, victim: dict[str, Any]) -> str:
@@ -106,7 +108,7 @@ def test_sandbox_deliveries_are_verified_with_the_sandboxes_secret_only(shop: An
     sandbox_secret = shop.settings.sandbox_stripe_webhook_secret
     for secret, expected in (("whsec_the_real_endpoints_secret", 400), (sandbox_secret, 200)):
         signature = stripe.WebhookSignature._compute_signature(f"{timestamp}.{body}", secret)
-        answer = httpx.post(
+        answer = local_http.post(
             f"{shop.url}/api/payments/webhooks/stripe",
             content=body,
             headers={"Stripe-Signature": f"t={timestamp},v1={signature}", "Content-Type": "application/json"},
@@ -133,7 +135,7 @@ def test_unsigned_webhooks_of_800_kb_grow_the_schema_by_a_few_kilobytes(shop: An
         # Incompressible, so that TOAST compression cannot hide a stored body.
         filler = base64.b64encode(os.urandom(600_000)).decode()
         body = f'{{"id": "evt_{index}", "type": "checkout.session.completed", "filler": "{filler}"}}'
-        answer = httpx.post(
+        answer = local_http.post(
             f"{shop.url}/api/payments/webhooks/stripe",
             content=body,
             headers={"Content-Type": "application/json", "Stripe-Signature": "t=1,v1=00"},
@@ -156,7 +158,7 @@ def test_a_forged_cancel_while_the_customer_is_on_bkash_leaves_the_payment_payab
         browser.post(f"{payment['redirect_url']}/wallet", data={"wallet": "01770618575"})
         browser.post(f"{payment['redirect_url']}/otp", data={"otp": "123456"})
 
-        forged = httpx.get(  # anonymous, raw: no token, no cookie, the victim's paymentID
+        forged = local_http.get(  # anonymous, raw: no token, no cookie, the victim's paymentID
             f"{shop.url}/api/payments/bkash/callback?paymentID={payment['provider_reference']}&status=cancel"
         )
         assert forged.status_code == 200 and forged.json()["status"] == "initiated"
@@ -174,13 +176,13 @@ def test_a_forged_cancel_while_the_customer_is_on_bkash_leaves_the_payment_payab
     ["page=100000000000000000000", "page=0", "page=1000001", "page=-1", "page_size=0", "page_size=101", "page=x"],
 )
 def test_out_of_range_paging_is_422(shop: Any, query: str) -> None:
-    answer = httpx.get(f"{shop.url}/api/payments?{query}", headers=shop.headers(uuid.uuid4()))
+    answer = local_http.get(f"{shop.url}/api/payments?{query}", headers=shop.headers(uuid.uuid4()))
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
 
 
 def test_the_last_page_allowed_answers_an_empty_page(shop: Any) -> None:
-    answer = httpx.get(f"{shop.url}/api/payments?page=1000000&page_size=100", headers=shop.headers(uuid.uuid4()))
+    answer = local_http.get(f"{shop.url}/api/payments?page=1000000&page_size=100", headers=shop.headers(uuid.uuid4()))
     assert answer.status_code == 200
     assert answer.json() == {"items": [], "total": 0, "page": 1000000, "page_size": 100}
 
@@ -200,7 +202,9 @@ def test_the_webhook_is_acknowledged_while_the_order_is_locked_and_applied_once_
             shop.pay_stripe(payment["redirect_url"])
 
             def delivered() -> bool:
-                events = httpx.get(f"{shop.stripe_url}/_control/events", params={"type": "checkout.session.completed"})
+                events = local_http.get(
+                    f"{shop.stripe_url}/_control/events", params={"type": "checkout.session.completed"}
+                )
                 return any(e["delivery_status"] == "delivered" for e in events.json()["data"])
 
             assert shop.wait_for(delivered)  # 2xx while the order's row is still locked

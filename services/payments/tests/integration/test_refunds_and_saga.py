@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 from contracts import OrderCancelled, RefundRequested
+from shopkit.testing import local_http
 
 pytestmark = pytest.mark.integration
 
 
 def _start(shop, user, order_id, provider):  # type: ignore[no-untyped-def]
-    answer = httpx.post(
+    answer = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": provider},
         headers=shop.headers(user),
@@ -24,11 +24,11 @@ def _start(shop, user, order_id, provider):  # type: ignore[no-untyped-def]
 
 
 def _status(shop, user, payment_id):  # type: ignore[no-untyped-def]
-    return httpx.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user)).json()["status"]
+    return local_http.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user)).json()["status"]
 
 
 def _session(shop, session_id):  # type: ignore[no-untyped-def]
-    return httpx.get(
+    return local_http.get(
         f"{shop.stripe_url}/v1/checkout/sessions/{session_id}",
         headers={"Authorization": f"Bearer {shop.settings.stripe_secret_key}"},
     ).json()
@@ -59,10 +59,10 @@ def test_refund_requested_refunds_once_at_the_provider(shop, provider) -> None: 
     assert [(e["data"]["payment_id"], e["data"]["amount"]) for e in refunded] == [(payment["id"], "1250.00")]
     assert len(shop.rows("SELECT id FROM refunds WHERE payment_id = :p", p=payment["id"])) == 1
     if provider == "bkash":
-        state = httpx.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
+        state = local_http.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
         assert len(state["refunds"]) == 1 and state["refundedAmount"] == "1250.00"
     else:
-        refunds = httpx.get(
+        refunds = local_http.get(
             f"{shop.stripe_url}/v1/refunds",
             params={"payment_intent": payment_id_intent(shop, user, payment["id"])},
             headers={"Authorization": f"Bearer {shop.settings.stripe_secret_key}"},
@@ -71,7 +71,7 @@ def test_refund_requested_refunds_once_at_the_provider(shop, provider) -> None: 
 
 
 def payment_id_intent(shop, user, payment_id):  # type: ignore[no-untyped-def]
-    body = httpx.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user)).json()
+    body = local_http.get(f"{shop.url}/api/payments/{payment_id}", headers=shop.headers(user)).json()
     return body["provider_transaction_id"]
 
 
@@ -79,13 +79,15 @@ def test_admin_refund_is_202_and_never_refunds_twice(shop) -> None:  # type: ign
     user, _order_id, payment = _paid_with(shop, "bkash")
     admin = shop.headers(uuid.uuid4(), "admin")
 
-    first = httpx.post(f"{shop.url}/api/payments/{payment['id']}/refund", json={"reason": "goodwill"}, headers=admin)
-    second = httpx.post(f"{shop.url}/api/payments/{payment['id']}/refund", json={"reason": "again"}, headers=admin)
+    first = local_http.post(
+        f"{shop.url}/api/payments/{payment['id']}/refund", json={"reason": "goodwill"}, headers=admin
+    )
+    second = local_http.post(f"{shop.url}/api/payments/{payment['id']}/refund", json={"reason": "again"}, headers=admin)
 
     assert first.status_code == 202 and second.status_code == 202
     shop.wait_for(lambda: _status(shop, user, payment["id"]) == "refunded")
     assert len(shop.outbox("PaymentRefunded")) == 1
-    customer = httpx.post(
+    customer = local_http.post(
         f"{shop.url}/api/payments/{payment['id']}/refund", json={"reason": "me"}, headers=shop.headers(user)
     )
     assert customer.status_code == 403
@@ -102,14 +104,14 @@ def test_stripe_success_arriving_after_the_order_was_cancelled_is_refunded(shop)
     assert _status(shop, user, payment["id"]) == "cancelled"
 
     shop.settings.sandbox_stripe_webhook_secret = secret
-    event = httpx.get(f"{shop.stripe_url}/_control/events", params={"type": "checkout.session.completed"}).json()
-    httpx.post(f"{shop.stripe_url}/_control/events/{event['data'][0]['id']}/redeliver", timeout=15)
+    event = local_http.get(f"{shop.stripe_url}/_control/events", params={"type": "checkout.session.completed"}).json()
+    local_http.post(f"{shop.stripe_url}/_control/events/{event['data'][0]['id']}/redeliver", timeout=15)
 
     shop.wait_for(lambda: _status(shop, user, payment["id"]) == "refunded")
     assert shop.outbox("PaymentSucceeded") == []
     refunded = shop.outbox("PaymentRefunded")
     assert len(refunded) == 1 and "cancelled" in refunded[0]["data"]["reason"]
-    late = httpx.post(
+    late = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": "bkash"},
         headers=shop.headers(user),
@@ -126,7 +128,7 @@ def test_bkash_payment_of_a_cancelled_order_is_never_executed(shop) -> None:  # 
     landed = shop.pay_bkash(payment["redirect_url"])  # the customer finishes on bKash's page anyway
 
     assert landed.json()["status"] == "cancelled"
-    state = httpx.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
+    state = local_http.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
     assert state["executeCalls"] == 0  # no Execute, no money taken
     assert shop.outbox("PaymentSucceeded") == []
 
@@ -148,7 +150,7 @@ def test_switching_provider_cancels_the_first_and_a_second_success_is_refunded(s
     user = uuid.uuid4()
     order_id = shop.place_order(user)
     stripe_payment = _start(shop, user, order_id, "stripe")
-    again = httpx.post(
+    again = local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": "stripe"},
         headers=shop.headers(user),

@@ -6,15 +6,16 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
 import stripe
+
+from shopkit.testing import local_http
 
 pytestmark = pytest.mark.integration
 
 
 def _start(shop, user, order_id, provider="stripe", **headers):  # type: ignore[no-untyped-def]
-    return httpx.post(
+    return local_http.post(
         f"{shop.url}/api/payments",
         json={"order_id": str(order_id), "provider": provider},
         headers={**shop.headers(user), **headers},
@@ -31,7 +32,7 @@ def test_checkout_paid_through_the_sandbox_emits_payment_succeeded_once(shop) ->
     payment = created.json()
     assert payment["amount"] == "1250.00" and payment["currency"] == "BDT"
     assert payment["status"] == "initiated" and payment["provider_reference"].startswith("cs_test_")
-    session = httpx.get(
+    session = local_http.get(
         f"{shop.stripe_url}/v1/checkout/sessions/{payment['provider_reference']}",
         headers={"Authorization": f"Bearer {shop.settings.stripe_secret_key}"},
     ).json()
@@ -41,7 +42,9 @@ def test_checkout_paid_through_the_sandbox_emits_payment_succeeded_once(shop) ->
     assert shop.pay_stripe(payment["redirect_url"]).status_code == 200
     paid = shop.wait_for(
         lambda: (
-            (body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())["status"]
+            (body := local_http.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())[
+                "status"
+            ]
             == "succeeded"
             and body
         )
@@ -54,11 +57,11 @@ def test_checkout_paid_through_the_sandbox_emits_payment_succeeded_once(shop) ->
     assert [item["quantity"] for item in data["items"]] == [2]
 
     # Stripe delivers at least once: the same event five more times changes nothing.
-    event_id = httpx.get(f"{shop.stripe_url}/_control/events", params={"type": "checkout.session.completed"}).json()[
-        "data"
-    ][0]["id"]
+    event_id = local_http.get(
+        f"{shop.stripe_url}/_control/events", params={"type": "checkout.session.completed"}
+    ).json()["data"][0]["id"]
     for _ in range(5):
-        httpx.post(f"{shop.stripe_url}/_control/events/{event_id}/redeliver", timeout=15).raise_for_status()
+        local_http.post(f"{shop.stripe_url}/_control/events/{event_id}/redeliver", timeout=15).raise_for_status()
     assert len(shop.outbox("PaymentSucceeded")) == 1
     assert len(shop.rows("SELECT id FROM webhook_events WHERE provider_event_id = :e", e=event_id)) == 1
 
@@ -115,13 +118,13 @@ def test_webhook_with_bad_missing_or_stale_signature_is_400_and_changes_nothing(
     elif signature is not None:
         headers["Stripe-Signature"] = signature
 
-    answer = httpx.post(f"{shop.url}/api/payments/webhooks/stripe", content=body, headers=headers)
+    answer = local_http.post(f"{shop.url}/api/payments/webhooks/stripe", content=body, headers=headers)
 
     assert answer.status_code == 400
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert shop.rows("SELECT id FROM webhook_events") == []
     assert shop.outbox("PaymentSucceeded") == []
-    current = httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json()
+    current = local_http.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json()
     assert current["status"] == "initiated"
 
 
@@ -131,7 +134,7 @@ def test_webhook_signed_like_stripe_is_accepted_and_amount_mismatch_is_not_paid(
     payment = _start(shop, user, order_id).json()
 
     wrong = _completed_event(payment, amount_total=100)
-    answer = httpx.post(
+    answer = local_http.post(
         f"{shop.url}/api/payments/webhooks/stripe",
         content=wrong,
         headers={"Stripe-Signature": _signed(shop.settings.stripe_webhook_secret, wrong)},
@@ -140,7 +143,9 @@ def test_webhook_signed_like_stripe_is_accepted_and_amount_mismatch_is_not_paid(
     # Acknowledged once stored; the events worker applies it a moment later.
     current = shop.wait_for(
         lambda: (
-            (body := httpx.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())["status"]
+            (body := local_http.get(f"{shop.url}/api/payments/{payment['id']}", headers=shop.headers(user)).json())[
+                "status"
+            ]
             != "initiated"
             and body
         )
