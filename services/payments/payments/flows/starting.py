@@ -25,6 +25,8 @@ from shopkit.uow import UnitOfWork
 log = logging.getLogger("payments.starting")
 
 PAYMENTS = cast(Table, Payment.__table__)
+# Seconds a client is asked to wait when the provider could not open the payment (maintenance, 5xx).
+RETRY_AFTER = "5"
 # One statement on every payment started (built once): no locks needed, the row is ours.
 _RECORD_OPENED = (
     update(PAYMENTS)
@@ -65,7 +67,10 @@ def start_payment(
             opened = provider.open(claimed.checkout)
         except (ProviderUnavailable, ProviderRefused) as exc:
             _opening_failed(context, payment.id, str(exc))
-            raise ServiceUnavailable(f"{provider.name} is not available right now; try again") from exc
+            # The order stays payable: a new request opens a new payment, once the provider is back.
+            raise ServiceUnavailable(
+                f"{provider.name} is not available right now; try again", headers={"Retry-After": RETRY_AFTER}
+            ) from exc
         return StartedPayment(_record_opened(context, payment, opened), created=True)
 
 
