@@ -26,7 +26,7 @@ from payments.audit import for_payment
 from payments.context import PaymentsContext
 from payments.domain import ZERO, PaymentStatus, money
 from payments.flows import repairs
-from payments.flows.stripe_webhooks import EVENTS
+from payments.flows.stripe_webhooks import EVENTS, store_event
 from payments.models import Payment, ReconcileCursor, utcnow
 from payments.providers.base import Outcome, ProviderUnavailable, ProviderVerdict
 from shopkit.db import upsert_insert
@@ -198,6 +198,12 @@ def _apply_event(context: PaymentsContext, event: dict[str, Any]) -> int:
     stripe = context.providers.stripe
     verdict = stripe.verdict_of_event(event)
     with context.audit.collecting(), context.uow() as uow:
+        if verdict is not None and repairs.payment_of(uow.session, verdict) is None:
+            # About a payment not recorded as paid yet: kept like a delivered webhook, for the events
+            # worker to apply once its success is known (it retries with back-off).
+            store_event(uow, stripe.name, event)
+            uow.commit()
+            return 0
         now = utcnow()
         stored = uow.session.execute(  # type: ignore[attr-defined]
             upsert_insert(uow.session, EVENTS)

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 
 from contracts import OrderCancelled
 from payments.domain import PaymentStatus
-from payments.flows import reconcile, repairs, starting
+from payments.flows import reconcile, repairs, starting, stripe_webhooks
 from payments.flows.outcomes import apply_verdict
 from payments.flows.repairs import PaymentState, repair_kind
 from payments.flows.stripe_webhooks import store_event
@@ -270,3 +271,27 @@ def test_a_verdict_about_no_payment_of_ours_repairs_nothing(svc: Payments) -> No
     verdict = ProviderVerdict("stripe", Outcome.PAID, "cs_not_ours", "pi_x", Decimal("1.00"), "BDT")
     with svc.context.uow() as uow:
         assert repairs.apply_as_repair(uow, svc.context, verdict, "lookup") is None
+
+
+def test_a_refund_read_before_its_success_is_applied_once_the_success_is_known(svc: Payments) -> None:
+    _, payment = _started(svc)
+    _paid_at_stripe(svc, payment)
+    intent = f"pi_{payment.id.hex[:8]}"
+    svc.stripe.event_list.append(_charge_refunded("evt_early", intent, 125000))
+    svc.context.settings.reconcile_grace = 3600.0  # the payment itself is not looked up yet
+
+    assert reconcile.run_pass(svc.context) == 0
+    [stored] = svc.rows("SELECT processed_at FROM webhook_events WHERE provider_event_id = 'evt_early'")
+    assert stored.processed_at is None  # kept for the events worker, not dropped
+    assert stripe_webhooks.process_stored_events(svc.context) == 1  # tried: no such transaction yet
+    [waiting] = svc.rows("SELECT processed_at, attempts FROM webhook_events WHERE provider_event_id = 'evt_early'")
+    assert (waiting.processed_at, waiting.attempts) == (None, 1)
+
+    with svc.context.uow() as uow:
+        apply_verdict(uow, svc.stripe.sessions[payment.provider_reference or ""])
+        uow.commit()
+    with svc.db.engine.begin() as connection:
+        connection.execute(text("UPDATE webhook_events SET retry_at = NULL"))
+    assert stripe_webhooks.process_stored_events(svc.context) == 1
+    assert svc.payment(payment.id).status == PaymentStatus.REFUNDED
+    assert len(svc.events("PaymentRefunded")) == 1
