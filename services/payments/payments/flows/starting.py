@@ -164,6 +164,9 @@ def _opening_failed(context: PaymentsContext, payment_id: uuid.UUID, error: str)
             # No provider reference: nothing can ever mark this payment paid.
             payment.status = PaymentStatus.FAILED
             payment.failure_reason = f"the provider could not open the payment: {error}"[:1000]
+            # The client was told to try again (503): its retry with the same Idempotency-Key opens a
+            # new payment rather than being answered with this failed one.
+            payment.idempotency_key = None
         context.commit(uow)
 
 
