@@ -35,6 +35,8 @@ log = logging.getLogger("payments.reconcile")
 
 RECONCILED_STATUSES = (PaymentStatus.INITIATED, PaymentStatus.REFUND_PENDING)
 BATCH = 100
+# At most this many batches per pass; what is left waits for the next pass (the oldest first).
+MAX_BATCHES = 10
 STRIPE_CURSOR = "stripe-events"
 # Only refunds are read back from the event list: a payment the customer made is found by its own
 # lookup once past the grace, which leaves time for its webhook (and for the order to time out first).
@@ -101,12 +103,17 @@ def claim_due(context: PaymentsContext) -> list[tuple[uuid.UUID, str, str]]:
 
 def reconcile_payments(context: PaymentsContext) -> int:
     repaired = 0
-    for payment_id, provider_name, reference in claim_due(context):
-        try:
-            repaired += reconcile_payment(context, payment_id, provider_name, reference)
-        except Exception:
-            # One payment the provider cannot tell about must not hold back the others.
-            log.exception("a payment could not be reconciled", extra={"payment_id": str(payment_id)})
+    # Batch after batch: each claim stamps its payments, so the next one takes the following ones.
+    for _ in range(MAX_BATCHES):
+        due = claim_due(context)
+        for payment_id, provider_name, reference in due:
+            try:
+                repaired += reconcile_payment(context, payment_id, provider_name, reference)
+            except Exception:
+                # One payment the provider cannot tell about must not hold back the others.
+                log.exception("a payment could not be reconciled", extra={"payment_id": str(payment_id)})
+        if len(due) < BATCH:
+            break
     return repaired
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from contracts import OrderCancelled
 from payments.flows import reconcile
+from payments.providers import stripe as stripe_provider
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +139,27 @@ def test_a_bkash_payment_nobody_finished_is_left_open(shop: Any, context: Any) -
     assert reconcile.run_pass(context) == 0
     assert _payment(shop, payment["id"])["status"] == "initiated"
     assert _repairs(shop) == []
+
+
+def test_the_event_list_is_read_page_after_page_oldest_first(
+    shop: Any, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = uuid.uuid4()
+    payment = _start(shop, user, shop.place_order(user, lines=[("500.00", 2)]))
+    shop.pay_stripe(payment["redirect_url"])
+    shop.wait_for(lambda: _payment(shop, payment["id"])["status"] == "succeeded")
+    intent = _payment(shop, payment["id"])["intent"]
+    _webhooks(shop, "drop")
+    for amount in (10000, 20000, 30000):
+        httpx.post(
+            f"{shop.stripe_url}/_control/payment_intents/{intent}/refund", json={"amount": amount}
+        ).raise_for_status()
+
+    monkeypatch.setattr(stripe_provider, "EVENTS_PAGE", 1)
+    events = context.providers.stripe.events_since(0, ("charge.refunded",))
+    assert [e["data"]["object"]["amount_refunded"] for e in events] == [10000, 30000, 60000]
+
+    assert reconcile.run_pass(context) == 3
+    stored = _payment(shop, payment["id"])
+    assert (stored["status"], str(stored["refunded"])) == ("partially_refunded", "600.00")
+    assert [e["data"]["amount"] for e in shop.outbox("PaymentRefunded")] == ["100.00", "200.00", "300.00"]

@@ -295,3 +295,23 @@ def test_a_refund_read_before_its_success_is_applied_once_the_success_is_known(s
     assert stripe_webhooks.process_stored_events(svc.context) == 1
     assert svc.payment(payment.id).status == PaymentStatus.REFUNDED
     assert len(svc.events("PaymentRefunded")) == 1
+
+
+def test_a_pass_goes_through_every_due_payment_batch_after_batch(
+    svc: Payments, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile, "BATCH", 2)
+    payments = [_started(svc)[1] for _ in range(5)]
+    for payment in payments:
+        _paid_at_stripe(svc, payment)
+    assert reconcile.run_pass(svc.context) == 5
+    assert {svc.payment(p.id).status for p in payments} == {PaymentStatus.SUCCEEDED}
+    assert sorted(svc.stripe.calls.named("lookup")) == sorted(p.provider_reference for p in payments)
+
+
+def test_the_claim_leaves_the_grace_clock_alone(svc: Payments) -> None:
+    _, payment = _started(svc)
+    before = svc.payment(payment.id).updated_at
+    reconcile.claim_due(svc.context)
+    claimed = svc.payment(payment.id)
+    assert claimed.reconciled_at is not None and claimed.updated_at == before
