@@ -229,7 +229,6 @@ def _apply_event(context: PaymentsContext, event: dict[str, Any]) -> int:
         if not stored or verdict is None:
             uow.commit()
             return 0
-        with for_payment(repairs.payment_of(uow.session, verdict)):
-            kind = repairs.apply_as_repair(uow, context, verdict, "events")
+        kind = repairs.apply_as_repair(uow, context, verdict, "events")
         context.commit(uow)
     return repairs.count(stripe.name, kind)
