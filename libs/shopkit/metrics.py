@@ -1,12 +1,13 @@
 """Prometheus figures of the kit: the outbox backlog and the dead letters of every service runtime in
-this process (one in distributed mode, four in the all-in-one), read at scrape time so never stale."""
+this process (one in distributed mode, four in the all-in-one), read at scrape time so never stale;
+and the counters services bump themselves (repairs made by reconciling with a provider)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from shopkit.lifecycle import ServiceRuntime
 
 log = logging.getLogger("shopkit.metrics")
+
+# One per repair a reconciliation made: a payment the provider says is paid, failed or refunded
+# while the shop had not heard (a lost webhook or callback, a refund made in the provider's dashboard).
+RECONCILED = Counter("shop_reconciled_total", "Repairs made by reconciling with a provider", ["provider", "kind"])
 
 
 class _BacklogCollector(Collector):

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from payments import api, audit
 from payments.audit import ProviderLog
 from payments.context import PaymentsContext
-from payments.flows import bkash_flow, stripe_webhooks
+from payments.flows import bkash_flow, reconcile, stripe_webhooks
 from payments.handlers import build_handlers
 from payments.providers.bkash import BkashProvider
 from payments.providers.registry import ProviderRegistry
@@ -65,6 +65,10 @@ def create_app(settings: PaymentsSettings | None = None, *, transport: Transport
         "payments-stuck-executions", settings.bkash_stuck_after / 2, lambda: bkash_flow.settle_stuck_executions(context)
     )
     runtime.jobs.append(stuck)
+    reconciliation = PeriodicJob(
+        "payments-reconciliation", settings.reconcile_interval, lambda: reconcile.run_pass(context)
+    )
+    runtime.jobs.append(reconciliation)
     runtime.every(PRUNE_INTERVAL, "payments-provider-log-pruning", prune)
     app = create_service_app(runtime, title="Shop payments")
     app.state.payments = context

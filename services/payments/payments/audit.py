@@ -85,6 +85,10 @@ class ProviderLog:
     ) -> None:
         self._record("inbound", provider, operation, url, request, None, status, payment_id)
 
+    def repair(self, provider: str, kind: str, source: str, record: Any, payment_id: uuid.UUID | None) -> None:
+        """What reconciliation changed because the provider said so, with what it said."""
+        self._record("repair", provider, f"reconcile {kind}", f"reconcile:{source}", record, None, None, payment_id)
+
     def rejected(self, provider: str, operation: str, url: str, headers: Mapping[str, str], raw: bytes) -> None:
         digest = {"headers": dict(headers), "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
         self._record("inbound", provider, operation, url, {"rejected": digest}, None, 400)

@@ -73,6 +73,9 @@ class Payment(Base):
     provider_cancel_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The order's trace (else the starting request's): what the provider says later is applied in it.
     traceparent: Mapped[str | None] = mapped_column(String(55))
+    # When reconciliation last claimed this payment to look it up: a replica skips it until the
+    # next interval, and a pass that died mid-way leaves it to the next one.
+    reconciled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
@@ -145,3 +148,19 @@ class ProviderLog(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     payment_id: Mapped[uuid.UUID | None] = mapped_column(GUID(), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+
+
+class ReconcileCursor(Base):
+    """How far reconciliation has read a provider's event list: the `created` (seconds) of the newest
+    event applied. A lease (not a lock: the provider is read outside any transaction) lets one replica
+    read at a time and another take over from the same position if it dies."""
+
+    __tablename__ = "reconcile_cursors"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_event_id: Mapped[str | None] = mapped_column(String(255))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow
+    )

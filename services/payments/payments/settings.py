@@ -133,6 +133,13 @@ class PaymentsSettings(KitSettings):
     shed_webhook_backlog: float = Field(default=5.0, ge=0)
     # A bKash payment left `executing` longer than this (a crash mid-Execute) is settled by Query.
     bkash_stuck_after: float = 30.0
+    # Reconciliation: every interval, payments still open (or refund_pending) for longer than the grace
+    # are looked up at their provider, and Stripe's events since the last seen are read for refunds
+    # made outside the shop (a lost webhook, the dashboard).
+    reconcile_interval: float = Field(default=300.0, gt=0)
+    reconcile_grace: float = Field(default=60.0, ge=0)
+    # How far back the very first reading of Stripe's events goes (Stripe keeps 30 days of them).
+    reconcile_events_lookback: float = Field(default=3 * 86400.0, gt=0)
     # Provider log rows (and processed webhook events) older than this are deleted.
     provider_log_retention_days: float = Field(default=90.0, gt=0)
 

@@ -1,7 +1,8 @@
 """Closing at the provider what the shop closed here (the customer switched provider, the order was
 cancelled): the payment is cancelled in the caller's transaction with a cancellation due, and the
-provider-calls worker asks the provider after the commit. A payment the customer completed meanwhile
-is reported by its provider like any other success, and refunded (it is closed here)."""
+provider-calls worker asks the provider after the commit. A payment that can complete at the provider
+without the shop (a Stripe Checkout Session) is looked up first: if the customer paid meanwhile (and
+its webhook is late, or lost), that success is applied at once, and refunded (it is closed here)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from sqlalchemy import bindparam, select, update
 from payments.audit import for_payment
 from payments.context import Lane, PaymentsContext, wake_after_commit
 from payments.domain import PaymentStatus
+from payments.flows import repairs
 from payments.models import Payment, utcnow
-from payments.providers.base import ProviderUnavailable
+from payments.providers.base import Outcome, PaymentProvider, ProviderUnavailable
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("payments.cancellations")
@@ -60,7 +62,10 @@ def cancel_one(context: PaymentsContext, payment_id: uuid.UUID, provider: str, r
     with context.audit.collecting(), for_payment(payment_id):
         try:
             if reference:
-                context.providers.get(provider).cancel(reference)
+                adapter = context.providers.get(provider)
+                if adapter.completes_on_its_own and _paid_meanwhile(context, adapter, reference):
+                    return
+                adapter.cancel(reference)
         except ProviderUnavailable as exc:
             log.warning("could not close a payment at its provider; retrying", extra={"error": str(exc)})
             _due_again(context, payment_id, RETRY_AFTER)
@@ -68,6 +73,21 @@ def cancel_one(context: PaymentsContext, payment_id: uuid.UUID, provider: str, r
         with context.uow() as uow:
             uow.session.execute(update(Payment).where(Payment.id == payment_id).values(provider_cancel_due_at=None))
             context.commit(uow)
+
+
+def _paid_meanwhile(context: PaymentsContext, provider: PaymentProvider, reference: str) -> bool:
+    """Look before closing: a paid session cannot be expired, and its money must go back now rather
+    than whenever (if ever) its webhook comes. The success is applied with the cancellation done."""
+    verdict = provider.lookup(reference)
+    if verdict.outcome is not Outcome.PAID:
+        return False
+    with context.uow() as uow:
+        kind = repairs.apply_as_repair(uow, context, verdict, "before-expiry")
+        key = repairs.payment_of(uow.session, verdict)
+        uow.session.execute(update(Payment).where(Payment.id == key).values(provider_cancel_due_at=None))
+        context.commit(uow)
+    repairs.count(provider.name, kind)
+    return True
 
 
 def _claim(context: PaymentsContext, payment_id: uuid.UUID) -> bool:

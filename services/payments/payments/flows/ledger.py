@@ -27,6 +27,9 @@ from shopkit.uow import UnitOfWork
 
 # The refund of a success the shop cannot keep (a late or second success): one per payment.
 AUTOMATIC_REFUND_KEY = "automatic"
+# A refund of a transaction the shop has not recorded yet: its success may still be on its way (the
+# events came out of order), so the caller tries again later.
+NO_PAYMENT_FOR_TRANSACTION = "ignored: no payment for this transaction"
 
 
 def totals(session: Session, payment: Payment) -> RefundTotals:
@@ -111,7 +114,7 @@ def record_provider_refunds(uow: UnitOfWork, verdict: ProviderVerdict) -> str:
     session = uow.session
     payment_id = payment_with_transaction(session, verdict.provider, verdict.transaction_id)
     if payment_id is None:
-        return "ignored: no payment for this transaction"
+        return NO_PAYMENT_FOR_TRANSACTION
     _, payment = lock_payment(session, payment_id)
     assert payment is not None
     known = totals(session, payment)

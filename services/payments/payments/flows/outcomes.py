@@ -1,5 +1,6 @@
 """Recording what a provider says about a payment: `apply_verdict` is the one function that a Stripe
-webhook, the bKash callback, the sweep of stuck bKash executions and (later) reconciliation all call.
+webhook, the bKash callback, the sweep of stuck bKash executions and reconciliation (flows/reconcile.py,
+flows/repairs.py) all call.
 
 A payment is marked paid only by a verdict naming the reference the shop itself created for it (the
 Checkout Session id, the bKash paymentID): a payment without one never succeeds, whatever an event's

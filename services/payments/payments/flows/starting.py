@@ -27,6 +27,8 @@ from shopkit.uow import UnitOfWork
 log = logging.getLogger("payments.starting")
 
 PAYMENTS = cast(Table, Payment.__table__)
+# Seconds a client is asked to wait when the provider could not open the payment (maintenance, 5xx).
+RETRY_AFTER = "5"
 # One statement on every payment started (built once): no locks needed, the row is ours.
 _RECORD_OPENED = (
     update(PAYMENTS)
@@ -79,7 +81,10 @@ def start_payment(
             opened = provider.open(claimed.checkout)
         except (ProviderUnavailable, ProviderRefused) as exc:
             _opening_failed(context, payment.id, str(exc))
-            raise ServiceUnavailable(f"{provider.name} is not available right now; try again") from exc
+            # The order stays payable: a new request opens a new payment, once the provider is back.
+            raise ServiceUnavailable(
+                f"{provider.name} is not available right now; try again", headers={"Retry-After": RETRY_AFTER}
+            ) from exc
         recorded = _record_opened(context, payment, opened)
     log.info(
         "payment created",
@@ -193,6 +198,9 @@ def _opening_failed(context: PaymentsContext, payment_id: uuid.UUID, error: str)
             # No provider reference: nothing can ever mark this payment paid.
             payment.status = PaymentStatus.FAILED
             payment.failure_reason = f"the provider could not open the payment: {error}"[:1000]
+            # The client was told to try again (503): its retry with the same Idempotency-Key opens a
+            # new payment rather than being answered with this failed one.
+            payment.idempotency_key = None
         context.commit(uow)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from payments.context import Lane, PaymentsContext, wake_after_commit
+from payments.flows import ledger
 from payments.flows.outcomes import apply_verdict
 from payments.models import WebhookEvent, utcnow
 from payments.providers.base import WebhookRejected
@@ -139,6 +140,10 @@ def process_next_event(context: PaymentsContext) -> bool:
             payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
             verdict = stripe.verdict_of_event(payload) if row.provider == stripe.name else None
             outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
+            if outcome == ledger.NO_PAYMENT_FOR_TRANSACTION:
+                # A refund delivered before the success it refunds (reversed or late deliveries):
+                # the success may come, so this waits and is tried again, as a failure would be.
+                raise LookupError(f"no payment has this transaction yet ({verdict and verdict.transaction_id})")
             uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
             context.commit(uow)
         except Exception as exc:

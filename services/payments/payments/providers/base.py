@@ -93,6 +93,13 @@ class PaymentProvider(Protocol):
         """How many refunds one payment may have at this provider (None: no limit)."""
         ...
 
+    @property
+    def completes_on_its_own(self) -> bool:
+        """Whether a payment can be completed at the provider without the shop's part (Stripe's page
+        takes the money; bKash waits for the shop's Execute): such a payment is looked up before it is
+        closed at the provider, since it may have been paid meanwhile."""
+        ...
+
     def refuses_currency(self, currency: str) -> str | None:
         """Why this provider cannot take payments in `currency`, or None when it can."""
         ...
@@ -130,6 +137,11 @@ class WebhookProvider(PaymentProvider, Protocol):
 
     def verdict_of_event(self, event: dict[str, Any]) -> ProviderVerdict | None:
         """What a verified event says about a payment; None for an event the shop does not act on."""
+        ...
+
+    def events_since(self, created_from: int, types: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The provider's own list of events of these types from `created_from` (Unix seconds) on,
+        oldest first: what its webhooks should have said. Raises ProviderUnavailable."""
         ...
 
 

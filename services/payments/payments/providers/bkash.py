@@ -45,6 +45,8 @@ OUTCOMES = {
 class BkashProvider:
     name = NAME
     max_refunds: int | None = MAX_REFUNDS
+    # Nothing is taken until the shop itself calls Execute.
+    completes_on_its_own = False
 
     def __init__(self, settings: PaymentsSettings, audit: ProviderLog) -> None:
         self.settings = settings

@@ -30,6 +30,10 @@ from payments.settings import PaymentsSettings
 
 NAME = "stripe"
 SIGNATURE_TOLERANCE = 300
+LOOKUP_EXPAND = "payment_intent.latest_charge"
+EVENTS_PAGE = 100
+# A bound on one reading (10,000 events); what is left is read from the advanced cursor next time.
+MAX_EVENT_PAGES = 100
 PAID_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 # Stripe's errors that a retry can cure; the others are refusals.
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
@@ -67,6 +71,8 @@ class LoggedHTTPClient(stripe.HTTPClient):
 class StripeProvider:
     name = NAME
     max_refunds: int | None = None
+    # The customer pays on Stripe's page and the session completes there, with or without the shop.
+    completes_on_its_own = True
 
     def __init__(self, settings: PaymentsSettings, audit: ProviderLog) -> None:
         self.settings = settings
@@ -135,13 +141,35 @@ class StripeProvider:
             raise ProviderUnavailable(f"Stripe: {exc}") from exc
 
     def lookup(self, reference: str) -> ProviderVerdict:
+        """The session with its PaymentIntent and that intent's charge, in one call: paid or not, and
+        how much of it went back (a refund made in the dashboard)."""
         try:
-            session = self._call("get", f"/v1/checkout/sessions/{reference}")
+            session = self._call("get", f"/v1/checkout/sessions/{reference}", expand=[LOOKUP_EXPAND])
         except TRANSIENT as exc:
             raise ProviderUnavailable(f"Stripe: {exc}") from exc
         except stripe.StripeError as exc:
             return ProviderVerdict(NAME, Outcome.UNKNOWN, reference=reference, detail=f"lookup refused: {exc}")
         return verdict_of_session(session, "looked up")
+
+    def events_since(self, created_from: int, types: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Every event of these types created at or after `created_from` (Unix seconds), oldest first:
+        Stripe lists newest first, so all pages are read before any is applied."""
+        events: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"created": {"gte": created_from}, "types": list(types), "limit": EVENTS_PAGE}
+        try:
+            for _ in range(MAX_EVENT_PAGES):
+                page = self._call("get", "/v1/events", **params)
+                data = [event for event in page.get("data") or [] if isinstance(event, dict)]
+                events.extend(data)
+                if not page.get("has_more") or not data:
+                    break
+                params["starting_after"] = data[-1]["id"]
+        except TRANSIENT as exc:
+            raise ProviderUnavailable(f"Stripe: {exc}") from exc
+        except stripe.StripeError as exc:
+            raise ProviderUnavailable(f"Stripe refused the events list: {exc}") from exc
+        events.reverse()
+        return events
 
     def refund(self, call: RefundCall) -> RefundResult:
         try:
@@ -202,6 +230,9 @@ class StripeProvider:
 
 def _session_verdict(session: dict[str, Any], outcome: Outcome, detail: str) -> ProviderVerdict:
     intent = session.get("payment_intent")
+    # Expanded (a lookup), the intent carries its charge, and the charge what was refunded of it.
+    charge = intent.get("latest_charge") if isinstance(intent, dict) else None
+    refunded = charge.get("amount_refunded") if isinstance(charge, dict) else None
     return ProviderVerdict(
         NAME,
         outcome,
@@ -209,6 +240,7 @@ def _session_verdict(session: dict[str, Any], outcome: Outcome, detail: str) -> 
         transaction_id=(intent.get("id") if isinstance(intent, dict) else intent) or None,
         amount=from_minor_units(int(session.get("amount_total") or 0)),
         currency=str(session.get("currency") or "").upper() or None,
+        refunded_total=from_minor_units(int(refunded)) if refunded is not None else None,
         detail=detail,
     )
 

@@ -68,6 +68,13 @@ class FakeStripe(StripeProvider):
         super().__init__(settings, audit)
         self.calls = Calls()
         self._ids = itertools.count(1)
+        # What a lookup answers per session id (default: not paid yet), and Stripe's event list.
+        self.sessions: dict[str, ProviderVerdict] = {}
+        self.event_list: list[dict[str, Any]] = []
+
+    def events_since(self, created_from: int, types: tuple[str, ...]) -> list[dict[str, Any]]:
+        self.calls.record("events", created_from)
+        return [e for e in self.event_list if e["created"] >= created_from and e["type"] in types]
 
     def open(self, checkout: Checkout) -> OpenedPayment:
         self.calls.record("open", checkout)
@@ -79,7 +86,7 @@ class FakeStripe(StripeProvider):
 
     def lookup(self, reference: str) -> ProviderVerdict:
         self.calls.record("lookup", reference)
-        return ProviderVerdict(self.name, Outcome.PENDING, reference=reference)
+        return self.sessions.get(reference) or ProviderVerdict(self.name, Outcome.PENDING, reference=reference)
 
     def refund(self, call: RefundCall) -> RefundResult:
         self.calls.record("refund", call)
@@ -99,6 +106,7 @@ class FakeBkash:
 
     name = "bkash"
     max_refunds: int | None = 10
+    completes_on_its_own = False
 
     def __init__(self) -> None:
         self.calls = Calls()

@@ -14,7 +14,7 @@ from payments.domain import PaymentStatus
 from payments.flows import queries, starting
 from payments.flows.outcomes import apply_verdict
 from payments.models import PayableOrder
-from payments.providers.base import Outcome, ProviderRefused, ProviderVerdict
+from payments.providers.base import Outcome, ProviderRefused, ProviderUnavailable, ProviderVerdict
 from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
 
 from .conftest import Payments, admin, customer
@@ -221,3 +221,18 @@ def test_customers_list_their_own_and_admins_list_every_payment_filtered(svc: Pa
         assert beyond == [] and total == 2
         with pytest.raises(NotFound):
             queries.get_payment(uow, customer(bob), alices.id)
+
+
+def test_a_retry_after_the_provider_could_not_open_the_payment_opens_a_new_one(svc: Payments) -> None:
+    user = uuid.uuid4()
+    order_id = svc.place_order(user)
+    svc.stripe.calls.fail_next.append(ProviderUnavailable("Stripe: 503"))
+    with pytest.raises(ServiceUnavailable) as refused:
+        _start(svc, user, order_id, key="k-1")
+    assert refused.value.headers == {"Retry-After": starting.RETRY_AFTER}
+
+    retried = _start(svc, user, order_id, key="k-1")
+    assert retried.created and retried.payment.status == PaymentStatus.INITIATED
+    assert _start(svc, user, order_id, key="k-1").payment.id == retried.payment.id
+    statuses = sorted(row.status for row in svc.rows("SELECT status FROM payments"))
+    assert statuses == ["failed", "initiated"]
