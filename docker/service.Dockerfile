@@ -1,7 +1,7 @@
 # Every image of the shop, built from the repository root:
 #   docker build -f docker/service.Dockerfile --build-arg SERVICE=orders --build-arg PORT=8003 -t shop-orders .
 #   docker build -f docker/service.Dockerfile --target sandbox -t shop-sandbox .
-# SERVICE/PORT: gateway 8000, auth 8001, catalog 8002, orders 8003, payments 8004 (tools/supervisor.py;
+# SERVICE/PORT: gateway 8000, auth 8001, catalog 8002, orders 8003, payments 8004 (tools/supervisor/;
 # tests/ops checks docker-compose.yml and deploy/k8s against it). Slim, no compiler (every locked
 # package ships a wheel), runs as uid 10001.
 FROM python:3.11-slim-bookworm AS runtime

@@ -1,4 +1,4 @@
-"""What the distributed mode (tools/supervisor.py) starts for each process, and a comparison of how a
+"""What the distributed mode (tools/supervisor/) starts for each process, and a comparison of how a
 deployment (the compose file, the Kubernetes manifests) starts the same process against it: command,
 port, readiness path and the wiring variables. The e2e tests run the supervisor's processes, so a
 deployment that matches it runs what the tests covered."""

@@ -1,4 +1,4 @@
-"""Every process docker compose starts is the one the distributed mode (tools/supervisor.py) starts: the
+"""Every process docker compose starts is the one the distributed mode (tools/supervisor/) starts: the
 same command, port, readiness probe and wiring, so the e2e tests cover what the images run."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_the_comparison_fails_when_the_supervisor_moves(
     production_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     moved = dict(supervisor.PROCESSES, orders=("orders", 13, "/readyz"))
-    monkeypatch.setattr(supervisor, "PROCESSES", moved)
+    monkeypatch.setattr(supervisor.cluster, "PROCESSES", moved)
     monkeypatch.setattr(distributed, "PROCESSES", moved)
     problems = differences(merged_model(BASE), PRODUCTION_PROCESSES, production_env, production=True)
     assert any(p.startswith("orders: command") for p in problems), problems
