@@ -1,10 +1,12 @@
 """Stock commits per second through the catalog's handler, beside plain SQL doing the same locking.
 
 On a scratch database (provisioned and migrated like production, dropped at the end) PaymentSucceeded
-events go through the catalog's EventDispatcher.handle (inbox record, row lock, decrement, ledger row,
-decision row, outbox row, commit) from 16 threads, on one hot product and spread over 1,000 products;
-then pgbench runs sql/stock_commit.sql (lock one row FOR UPDATE, update it, insert an outbox row) with
-16 clients on the same database. The ratios service / plain SQL are the figures that matter.
+events go through the catalog's EventDispatcher.handle_batch the way its consumer hands them over (its
+workers, each with a batch of what the broker delivered: inbox records, the product rows locked once
+per batch in id order, decrements, ledger rows, decision rows, outbox rows, one commit), on one hot
+product and spread over 1,000 products; then pgbench runs sql/stock_commit.sql (lock one row FOR
+UPDATE, update it, insert an outbox row) with 16 clients on the same database. The ratios service /
+plain SQL are the figures that matter.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy import func, insert, select
 from catalog.app import MIGRATIONS
 from catalog.handlers import HANDLERS
 from catalog.models import Product, StockMovement
-from contracts import OrderLine, PaymentSucceeded, new_envelope
+from contracts import Envelope, OrderLine, PaymentSucceeded, new_envelope
 from shopkit.consumer import EventDispatcher
 from shopkit.db import Database
 from shopkit.migrate import upgrade
@@ -121,38 +123,35 @@ def _seed(db: Database, count: int) -> list[uuid.UUID]:
 
 
 def _drive(dispatcher: EventDispatcher, products: list[uuid.UUID], seconds: float) -> float:
-    """Commits per second from THREADS threads, each handling one-line orders back to back."""
-    done = [0] * THREADS
+    """Commits per second as the catalog's consumer makes them: its workers (SHOP_CONSUMER_WORKERS)
+    each hand the dispatcher a batch of what the broker delivered (up to SHOP_CONSUMER_BATCH_SIZE
+    one-line orders), back to back."""
+    settings = KitSettings()
+    workers, batch = settings.consumer_workers, settings.consumer_batch_size
+    done = [0] * workers
     errors: list[BaseException] = []
-    start = threading.Barrier(THREADS + 1)
+    start = threading.Barrier(workers + 1)
     stop_at = [0.0]
 
     def worker(slot: int) -> None:
         start.wait()
         counter = slot
         while time.perf_counter() < stop_at[0]:
-            product_id = products[counter % len(products)]
-            counter += THREADS
-            order_id = uuid.uuid4()
-            line = OrderLine(
-                product_id=product_id, sku="BENCH", name="Bench product", unit_price=Decimal("10.00"), quantity=1
-            )
-            event = PaymentSucceeded(
-                payment_id=uuid.uuid4(),
-                order_id=order_id,
-                provider="stripe",
-                amount=Decimal("10.00"),
-                currency="BDT",
-                items=[line],
-            )
+            envelopes = []
+            for _ in range(batch):
+                envelopes.append(_payment_succeeded(products[counter % len(products)]))
+                counter += workers
             try:
-                dispatcher.handle(new_envelope(event, producer="payments", correlation_id=order_id))
+                failures = [outcome for outcome in dispatcher.handle_batch(envelopes) if outcome is not None]
             except BaseException as exc:
                 errors.append(exc)
                 return
-            done[slot] += 1
+            if failures:
+                errors.append(failures[0])
+                return
+            done[slot] += len(envelopes)
 
-    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(THREADS)]
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(workers)]
     for thread in threads:
         thread.start()
     began = time.perf_counter()
@@ -164,6 +163,20 @@ def _drive(dispatcher: EventDispatcher, products: list[uuid.UUID], seconds: floa
     if errors:
         raise RuntimeError(f"the handler failed during the benchmark: {errors[0]!r}") from errors[0]
     return round(sum(done) / elapsed, 1)
+
+
+def _payment_succeeded(product_id: uuid.UUID) -> Envelope:
+    order_id = uuid.uuid4()
+    line = OrderLine(product_id=product_id, sku="BENCH", name="Bench product", unit_price=Decimal("10.00"), quantity=1)
+    event = PaymentSucceeded(
+        payment_id=uuid.uuid4(),
+        order_id=order_id,
+        provider="stripe",
+        amount=Decimal("10.00"),
+        currency="BDT",
+        items=[line],
+    )
+    return new_envelope(event, producer="payments", correlation_id=order_id)
 
 
 def _ledger_consistent(db: Database) -> bool:
