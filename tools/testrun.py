@@ -1,10 +1,11 @@
-"""`make test`: every test, in two pytest runs at once, then the tests that need the machine to themselves.
+"""`make test`: every test, in several pytest runs at once, then the tests that need the machine to themselves.
 
     python -m tools.testrun [pytest arguments...]
 
 Most of the suite waits (on PostgreSQL's fsyncs, on processes starting, on sagas settling) rather
-than computes, so the end-to-end tests and the rest run side by side: each test has its own
-database, bus namespace, ports and directories, so neither run can see the other's data. Tests
+than computes (a lone run keeps a fifth of a core busy), so the suite is cut into runs (the end-to-end
+tests, each service's, the kit's, the rest) of which SHOP_TEST_RUNS_AT_ONCE (3) go side by side: each
+test has its own database, bus namespace, ports and directories, so no run can see another's data. Tests
 marked `serial` run afterwards, alone: the ones that restart RabbitMQ (every other test's
 connections would drop with it) and the ones that measure what the machine sustains (the overload
 test calibrates its rate; a concurrent run would move the ground under it).
@@ -16,6 +17,7 @@ run (`python -m tools.testrun -x`, `make test PYTEST_ARGS=-x`).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -34,17 +36,24 @@ class Run:
     args: tuple[str, ...]
 
 
+# Longest first, so that the short ones fill in beside the end-to-end tests.
 SIDE_BY_SIDE = (
-    Run("e2e", ("tests/e2e", "-m", "not serial")),
-    Run("rest", ("libs", "services", "sandbox", "tests", "--ignore=tests/e2e", "-m", "not serial")),
+    Run("e2e", ("tests/e2e",)),
+    Run("payments", ("services/payments",)),
+    Run("catalog", ("services/catalog",)),
+    Run("orders", ("services/orders",)),
+    Run("auth-gateway", ("services/auth", "services/gateway")),
+    Run("libs", ("libs",)),
+    Run("sandbox-tools-ops", ("sandbox", "tests", "--ignore=tests/e2e")),
 )
 ALONE = Run("serial", ("-m", "serial"))
+AT_ONCE = int(os.environ.get("SHOP_TEST_RUNS_AT_ONCE", "3"))
 
 
-def _start(run: Run, extra: list[str]) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+def _start(run: Run, extra: list[str], marker: str) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log = (LOG_DIR / f"{run.name}.log").open("wb")
-    command = [sys.executable, "-m", "pytest", *run.args, *extra]
+    command = [sys.executable, "-m", "pytest", *run.args, "-m", marker, *extra]
     print(f"testrun: {run.name}: {' '.join(command[1:])}", flush=True)
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
     return process, log
@@ -58,26 +67,35 @@ def _report(run: Run, code: int, seconds: float) -> int:
     return 0 if code == NO_TESTS_COLLECTED else code
 
 
-def run_side_by_side(runs: tuple[Run, ...], extra: list[str]) -> list[int]:
-    started = time.monotonic()
-    running = [(run, *_start(run, extra)) for run in runs]
-    codes = []
-    for run, process, log in running:
-        code = process.wait()
-        log.close()
-        codes.append(_report(run, code, time.monotonic() - started))
+def run_pool(runs: tuple[Run, ...], extra: list[str], marker: str, at_once: int) -> dict[str, int]:
+    """Each run its own pytest process, `at_once` of them at a time; a log is printed as its run ends."""
+    waiting = list(runs)
+    running: dict[str, tuple[Run, subprocess.Popen[bytes], IO[bytes], float]] = {}
+    codes: dict[str, int] = {}
+    while waiting or running:
+        while waiting and len(running) < at_once:
+            run = waiting.pop(0)
+            running[run.name] = (run, *_start(run, extra, marker), time.monotonic())
+        time.sleep(0.2)
+        for name, (run, process, log, started) in list(running.items()):
+            code = process.poll()
+            if code is None:
+                continue
+            log.close()
+            del running[name]
+            codes[name] = _report(run, code, time.monotonic() - started)
     return codes
 
 
 def main(argv: list[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
     started = time.monotonic()
-    codes = run_side_by_side(SIDE_BY_SIDE, extra)
-    codes += run_side_by_side((ALONE,), extra)
-    failed = [run.name for run, code in zip((*SIDE_BY_SIDE, ALONE), codes, strict=True) if code]
+    codes = run_pool(SIDE_BY_SIDE, extra, "not serial", max(1, AT_ONCE))
+    codes.update(run_pool((ALONE,), extra, "serial", 1))
+    failed = [name for name, code in codes.items() if code]
     verdict = f"failed: {', '.join(failed)}" if failed else "all passed"
     print(f"\ntestrun: {verdict} in {time.monotonic() - started:.0f} s", flush=True)
-    return next((code for code in codes if code), 0)
+    return next((codes[name] for name in failed), 0)
 
 
 if __name__ == "__main__":
