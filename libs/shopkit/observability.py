@@ -32,6 +32,9 @@ access = logging.getLogger("shop.access")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 REQUESTS = Counter("shop_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+SHED = Counter("shop_http_shed_total", "Requests refused with 503 because the service was at capacity", ["service"])
+# Probes and metrics are answered whatever the load: an orchestrator must see a busy service as alive.
+ALWAYS_ADMITTED = ("/healthz", "/readyz", "/metrics")
 LATENCY = Histogram(
     "shop_http_request_seconds",
     "HTTP request latency",
@@ -78,12 +81,22 @@ class RequestContextMiddleware:
     (kept from X-Request-ID when the caller sent one), refuses oversized bodies with 413, counts."""
 
     def __init__(
-        self, app: ASGIApp, *, service: str, max_body_bytes: int = 1_000_000, access_log: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        max_body_bytes: int = 1_000_000,
+        access_log: bool = False,
+        max_in_flight: int = 0,
+        always_admitted: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.max_in_flight = max_in_flight
+        self.always_admitted = (*ALWAYS_ADMITTED, *always_admitted)
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -126,6 +139,15 @@ class RequestContextMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             await _problem(413, "the request body is too large")(scope, receive, send_with_id)
             return
+        if self._over_capacity(scope):
+            # Waiting for a thread behind this many would outlast the caller's (the gateway's) patience:
+            # an honest "come back in a second" now beats a 504 later, for the same lost request.
+            SHED.labels(self.service).inc()
+            await _problem(503, "the service is at capacity; try again in a moment", {"Retry-After": "1"})(
+                scope, receive, send_with_id
+            )
+            return
+        self.in_flight += 1
         try:
             await self.app(scope, self._limited(receive), send_with_id)
         except BodyTooLarge:
@@ -138,6 +160,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error", extra={"path": scope.get("path")})
             await _problem(500, "an unexpected error occurred; it has been logged")(scope, receive, send_with_id)
         finally:
+            self.in_flight -= 1
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
             elapsed = time.perf_counter() - started
@@ -153,6 +176,12 @@ class RequestContextMiddleware:
                         "ms": round(elapsed * 1000, 1),
                     },
                 )
+
+    def _over_capacity(self, scope: Scope) -> bool:
+        if not self.max_in_flight or self.in_flight < self.max_in_flight:
+            return False
+        path: str = scope.get("path", "")
+        return not path.startswith(self.always_admitted)
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0
@@ -177,10 +206,10 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, "the request body is too large")
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     from shopkit.problems import problem_response
 
-    return problem_response(status, detail)
+    return problem_response(status, detail, headers=headers)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -232,5 +261,13 @@ def health_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry
     return router
 
 
-def add_request_context(app: FastAPI, *, service: str, max_body_bytes: int) -> None:
-    app.add_middleware(RequestContextMiddleware, service=service, max_body_bytes=max_body_bytes)
+def add_request_context(
+    app: FastAPI, *, service: str, max_body_bytes: int, max_in_flight: int = 0, always_admitted: tuple[str, ...] = ()
+) -> None:
+    app.add_middleware(
+        RequestContextMiddleware,
+        service=service,
+        max_body_bytes=max_body_bytes,
+        max_in_flight=max_in_flight,
+        always_admitted=always_admitted,
+    )

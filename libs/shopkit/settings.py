@@ -34,6 +34,9 @@ class KitSettings(BaseSettings):
     db_password_orders: str | None = None
     db_password_payments: str | None = None
     db_pool_size: int = 10
+    # Requests a service takes at once (waiting for a thread included); beyond it 503 + Retry-After at
+    # once rather than a wait longer than the gateway's (0: no limit).
+    max_in_flight: int = 64
     amqp_url: str | None = None
     amqp_prefetch: int = 100
     # Prefix of the exchange and queue names: lets test runs share one broker without seeing each other.

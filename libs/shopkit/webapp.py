@@ -17,7 +17,16 @@ from shopkit.problems import install_problem_handlers
 from shopkit.uow import UnitOfWork
 
 
-def create_service_app(runtime: ServiceRuntime, *, title: str, description: str = "", **kwargs: Any) -> FastAPI:
+def create_service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str = "",
+    always_admitted: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> FastAPI:
+    """`always_admitted`: path prefixes answered however busy the service is (a provider's webhooks:
+    cheap to take, and what lets the work already accepted finish)."""
     settings = runtime.settings
     configure_logging(settings.log_level, settings.log_json)
     tracing.configure(runtime.name)
@@ -29,7 +38,13 @@ def create_service_app(runtime: ServiceRuntime, *, title: str, description: str 
     app.state.settings = settings
     app.state.token_verifier = runtime.verifier
     install_problem_handlers(app)
-    add_request_context(app, service=runtime.name, max_body_bytes=settings.max_body_bytes)
+    add_request_context(
+        app,
+        service=runtime.name,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+        always_admitted=always_admitted,
+    )
     app.include_router(health_router({"database": runtime.check_database, "broker": runtime.check_broker}))
     watch_runtime(runtime)
     return app

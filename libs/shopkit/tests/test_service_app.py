@@ -4,8 +4,10 @@ error, request ids on every response, body limits, health, readiness and metrics
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from shopkit.lifecycle import ServiceRuntime
 from shopkit.outbox import DEAD, outbox
 from shopkit.problems import Conflict
 from shopkit.settings import KitSettings
+from shopkit.testing import ServerThread, local_http
 from shopkit.webapp import create_service_app, get_uow
 
 from .conftest import KIT_MIGRATIONS
@@ -155,3 +158,36 @@ def test_metrics_export_outbox_backlog_and_dead_letters(tmp_path: Path) -> None:
     assert 'shop_outbox_messages{service="kitdemo",status="pending"} 0.0' in text
     assert 'shop_dead_letters{service="kitdemo"} 0.0' in text
     assert "shop_http_requests_total" in text
+
+
+def test_past_its_capacity_a_service_answers_503_at_once_and_probes_still_pass(tmp_path: Path) -> None:
+    settings = KitSettings(var_dir=tmp_path, database_url=None, amqp_url=None, max_in_flight=2, log_json=True)
+    runtime = ServiceRuntime(
+        "kitbusy", settings, migrations=KIT_MIGRATIONS, transport=InProcessTransport(retry_delays=[0.1])
+    )
+    app = create_service_app(runtime, title="kit busy", always_admitted=("/hooks/",))
+    release = threading.Event()
+    entered = threading.Semaphore(0)
+
+    @app.get("/slow")
+    def slow() -> dict[str, str]:
+        entered.release()
+        release.wait(10)
+        return {"done": "yes"}
+
+    @app.post("/hooks/provider")
+    def hook() -> dict[str, str]:
+        return {"taken": "yes"}
+
+    with ServerThread(app) as server, ThreadPoolExecutor(2) as pool:
+        holding = [pool.submit(local_http.get, f"{server.url}/slow") for _ in range(2)]
+        assert entered.acquire(timeout=10) and entered.acquire(timeout=10)  # two requests in flight
+        refused = local_http.get(f"{server.url}/slow", timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.headers["content-type"] == PROBLEM
+        assert local_http.get(f"{server.url}/healthz").status_code == 200
+        assert local_http.post(f"{server.url}/hooks/provider").status_code == 200
+        release.set()
+        assert [future.result().status_code for future in holding] == [200, 200]
+        assert local_http.get(f"{server.url}/slow").status_code == 200  # capacity is back

@@ -70,7 +70,9 @@ def create_app(settings: PaymentsSettings | None = None, *, transport: Transport
     )
     runtime.jobs.append(reconciliation)
     runtime.every(PRUNE_INTERVAL, "payments-provider-log-pruning", prune)
-    app = create_service_app(runtime, title="Shop payments")
+    app = create_service_app(
+        runtime, title="Shop payments", always_admitted=("/api/payments/webhooks/", "/api/payments/bkash/callback")
+    )
     app.state.payments = context
     app.include_router(api.router)
     return app
