@@ -135,20 +135,24 @@ def _check_commits(
         known.add(order_id)
         quantity = sum(int(i["quantity"]) for i in order["items"] if str(i["product_id"]) == product_id)
         moved = net.get(order_id, 0)
-        if status in CONFIRMED:
-            # A partial refund that said `restock` (goods sent back) released the order's commit whole.
-            restocked = moved == 0 and _money(order.get("refunded_amount")) > ZERO
-            wrong = (moved != -quantity and not restocked) or commits.get(order_id, 0) != (1 if quantity else 0)
-        elif status in ENDED_WITHOUT_SALE:
-            wrong = moved != 0
-        else:
-            # Refunded: the commit released exactly (restocked) or kept out whole (refunded after
-            # shipping without a return); in flight: not judged.
-            wrong = status == "refunded" and moved not in (0, -quantity)
-        if wrong:
+        if not _moved_as_it_should(order, quantity, moved, commits.get(order_id, 0)):
             yield Violation("commit-mismatch", subject, f"{status} order {order_id} of {quantity} moved {moved}")
     for order_id in net.keys() - known:
         yield Violation("commit-without-order", subject, f"unknown order {order_id}")
+
+
+def _moved_as_it_should(order: dict[str, Any], quantity: int, moved: int, commits: int) -> bool:
+    """Whether an order's net stock movement of one product fits its status."""
+    status = order["status"]
+    if status in CONFIRMED:
+        # A partial refund that said `restock` (goods sent back) released the order's commit whole.
+        restocked = moved == 0 and _money(order.get("refunded_amount")) > ZERO
+        return (moved == -quantity or restocked) and commits == (1 if quantity else 0)
+    if status in ENDED_WITHOUT_SALE:
+        return moved == 0
+    # Refunded: the commit released exactly (restocked) or kept out whole (refunded after shipping
+    # without a return); in flight: not judged.
+    return status != "refunded" or moved in (0, -quantity)
 
 
 # Reading the shop
