@@ -291,7 +291,13 @@ async def test_malformed_input_to_the_new_routes_is_a_4xx_problem(shop: Shop) ->
             (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "amount": 10**30}),
             (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "restock": "maybe"}),
             (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "amount": "1.00"}),  # unpaid
+            (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "amount": True}),
+            (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "amount": 1e308}),
+            (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": None}),
+            (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x" * 100_000}),
+            (admin, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "amount": {"$gt": 0}}),
             (admin, "POST", "/api/payments/not-a-uuid/refund", {"reason": "x"}),
+            (customer, "POST", f"/api/payments/{payment['id']}/refund", {"reason": "x", "amount": "1.00"}),
             (customer, "GET", "/api/products?category=NOT%20A%20SLUG", None),
             (customer, "GET", "/api/products?category=" + "a" * 500, None),
             (customer, "GET", "/api/products?category=%00", None),
