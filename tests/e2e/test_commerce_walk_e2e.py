@@ -179,6 +179,9 @@ async def test_a_bkash_order_is_delivered_refunded_in_parts_then_returned_with_r
         assert await _refunds_at_provider(http, shop, done) == [Decimal("100.00"), Decimal("150.00"), Decimal("250.00")]
         nothing_left = await _refund(admin, payment["id"], amount="0.01")
         assert nothing_left.status in (409, 422), nothing_left.body
+        for path, body in ((f"/api/orders/{order['id']}/ship", SHIPMENT), (f"/api/orders/{order['id']}/deliver", None)):
+            ended = await admin.call("POST", path, json=body)
+            assert ended.status == 409, ended.body  # a refunded order is not shipped again
 
         for product_id, quantity in zip(products, (1, 2), strict=True):
             [release] = await _eventually(
@@ -252,6 +255,19 @@ async def test_the_category_filter_and_the_category_list_agree_and_only_https_im
             assert patched.status == 422, (bad, patched.body)
         assert (await customer.product(made[0]["id"]))["images"] == images
         assert (await _categories(customer))[slug] == 2
+
+        # Moved to another category, then archived: the filter and the list follow the products.
+        moved = await admin.call("PATCH", f"/api/products/{made[1]['id']}", json={"category": f"{slug}-silk"})
+        assert moved.status == 200 and moved.body["category"] == f"{slug}-silk", moved.body
+        assert (await admin.call("DELETE", f"/api/products/{made[0]['id']}")).status == 204
+        counted = await _categories(customer)
+        assert slug not in counted and counted[f"{slug}-silk"] == 2
+        assert expect(await customer.call("GET", f"/api/products?category={slug}"), 200)["total"] == 0
+        silk = expect(await customer.call("GET", f"/api/products?category={slug}-silk"), 200)
+        assert silk["total"] == 2 and made[1]["id"] in {p["id"] for p in silk["items"]}
+        cleared = await admin.call("PATCH", f"/api/products/{made[1]['id']}", json={"category": None})
+        assert cleared.status == 200 and cleared.body["category"] is None, cleared.body
+        assert (await _categories(customer))[f"{slug}-silk"] == 1
 
 
 async def test_malformed_input_to_the_new_routes_is_a_4xx_problem(shop: Shop) -> None:
