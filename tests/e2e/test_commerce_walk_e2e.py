@@ -333,6 +333,16 @@ async def test_malformed_input_to_the_new_routes_is_a_4xx_problem(shop: Shop) ->
             if answer.status != 404 or path.startswith("/api/orders/") or path.startswith("/api/payments/"):
                 assert answer.headers.get("Content-Type", "").startswith("application/problem+json"), (path, answer)
 
+        for key in ("k" * 10_000, " ", "a\tb"):
+            keyed = await admin.call(
+                "POST", f"/api/payments/{payment['id']}/refund", json={"reason": "x", "amount": "1.00"}, key=key
+            )
+            assert 400 <= keyed.status < 500, (key[:20], keyed.status, keyed.body)
+        for path in ("/api/orders?status=bogus", "/api/payments?status=bogus", "/api/payments?status=" + "x" * 5000):
+            assert (await admin.call("GET", path, retry=False)).status == 422, path
+        for path in ("/api/orders?status=delivered", "/api/payments?status=partially_refunded"):
+            assert (await admin.call("GET", path, retry=False)).status == 200, path
+
         # The category list is not paged: paging parameters are ignored, and never a 5xx.
         ignored = await customer.call("GET", "/api/categories?page=-1&page_size=1" + "0" * 30, retry=False)
         assert ignored.status == 200 and isinstance(ignored.body, list), ignored.body
