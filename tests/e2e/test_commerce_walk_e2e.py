@@ -15,6 +15,12 @@ from typing import Any
 
 import pytest
 
+from payments.settings import (
+    SANDBOX_BKASH_APP_KEY,
+    SANDBOX_BKASH_APP_SECRET,
+    SANDBOX_BKASH_PASSWORD,
+    SANDBOX_BKASH_USERNAME,
+)
 from tools import audit
 from tools.shopclient import Customer, Http, expect, pay_on_bkash_pages, pay_on_stripe_page, register, stripe_refunds
 
@@ -114,6 +120,23 @@ async def _refunds_at_provider(http: Http, shop: Shop, payment: dict[str, Any]) 
     return sorted(Decimal(r["amount"]) for r in state["refunds"])
 
 
+async def _bkash_latest_refund(http: Http, shop: Shop, payment: dict[str, Any]) -> Any:
+    """bKash's own refund status query (payment/refund with only paymentID and trxID), as a merchant
+    with the sandbox's credentials asks it: it answers the latest refund of the payment."""
+    merchant = {"username": SANDBOX_BKASH_USERNAME, "password": SANDBOX_BKASH_PASSWORD}
+    app = {"app_key": SANDBOX_BKASH_APP_KEY, "app_secret": SANDBOX_BKASH_APP_SECRET}
+    token = expect(
+        await http.request("POST", f"{shop.bkash}/tokenized/checkout/token/grant", json=app, headers=merchant), 200
+    )
+    status = await http.request(
+        "POST",
+        f"{shop.bkash}/tokenized/checkout/payment/refund",
+        json={"paymentID": payment["provider_reference"], "trxID": payment["provider_transaction_id"]},
+        headers={"Authorization": token["id_token"], "X-App-Key": SANDBOX_BKASH_APP_KEY},
+    )
+    return expect(status, 200, what="bkash refund status")
+
+
 async def _refund_in_two_parts(http: Http, shop: Shop, admin: Customer, customer: Customer, order: Any) -> Any:
     """100.00 then 150.00: the payment is partially_refunded with 250.00 back, at the shop and at the
     provider; the delivered order keeps its status and counts the 250.00. Then 250.01 is too much."""
@@ -126,6 +149,10 @@ async def _refund_in_two_parts(http: Http, shop: Shop, admin: Customer, customer
         )
         assert payment["status"] == "partially_refunded", payment
     assert await _refunds_at_provider(http, shop, payment) == [Decimal("100.00"), Decimal("150.00")]
+    if payment["provider"] == "bkash":
+        latest = await _bkash_latest_refund(http, shop, payment)
+        assert (latest["transactionStatus"], latest["amount"]) == ("Completed", "150.00"), latest
+        assert latest["originalTrxID"] == payment["provider_transaction_id"]
 
     seen = await _eventually(lambda: _order_if(customer, order["id"], "250.00"), "order counts 250.00")
     assert seen["status"] == "delivered", seen["timeline"]
@@ -177,6 +204,8 @@ async def test_a_bkash_order_is_delivered_refunded_in_parts_then_returned_with_r
         done = await customer.wait_payment(payment["id"], {"refunded"})
         assert done["refunded_amount"] == "500.00"
         assert await _refunds_at_provider(http, shop, done) == [Decimal("100.00"), Decimal("150.00"), Decimal("250.00")]
+        latest = await _bkash_latest_refund(http, shop, done)
+        assert (latest["transactionStatus"], latest["amount"]) == ("Completed", "250.00"), latest
         nothing_left = await _refund(admin, payment["id"], amount="0.01")
         assert nothing_left.status in (409, 422), nothing_left.body
         for path, body in ((f"/api/orders/{order['id']}/ship", SHIPMENT), (f"/api/orders/{order['id']}/deliver", None)):
