@@ -5,12 +5,15 @@ reads every order, payment and product (and each product's stock ledger) from th
 and checks:
 
 - a confirmed (shipped, delivered) order has exactly one succeeded, unrefunded payment of its total
-  (a partial refund it was given is the order's own `refunded_amount`), and no other payment keeps money;
+  (a partial refund it was given is the order's own `refunded_amount`; the payment is
+  `partially_refunded`, or `refund_pending` while the rest is being refunded), and no other payment
+  keeps money;
 - a cancelled or refunded order has captured minus refunded equal to zero over its payments;
 - every payment belongs to an order the shop knows;
 - each product's ledger sums to its stock, an order's stock is committed at most once per product,
-  and its `order_commit` movements match the lines of confirmed orders (released in full for
-  cancelled ones).
+  released at most once, and its `order_commit` movements match the lines of confirmed orders (kept
+  out, or released whole by a partial refund that restocked), released in full for cancelled ones,
+  either kept out whole or released whole for refunded ones.
 
 Orders still on their way (pending_payment, paid, refund_pending) are not judged. Prints a table of
 the violations and exits 1 if there is any, 0 if none, 2 when the shop cannot be read.
@@ -74,7 +77,9 @@ def check_orders(orders: Sequence[dict[str, Any]], payments: Sequence[dict[str, 
 
 
 def _check_confirmed(subject: str, order: dict[str, Any], payments: list[dict[str, Any]]) -> Iterator[Violation]:
-    paying = [p for p in payments if p["status"] in PAYING]
+    # The paying payment is refund_pending from the admin's refund of the rest until the provider has
+    # done it and the order learns (it then moves to refunded): still the one paying, not a second one.
+    paying = [p for p in payments if p["status"] in PAYING] or [p for p in payments if p["status"] == "refund_pending"]
     if len(paying) != 1:
         yield Violation("payments-of-confirmed", subject, f"{order['status']} with {len(paying)} succeeded payments")
         return
@@ -112,30 +117,42 @@ def _check_commits(
 ) -> Iterator[Violation]:
     net: dict[str, int] = defaultdict(int)
     commits: dict[str, int] = defaultdict(int)
+    releases: dict[str, int] = defaultdict(int)
     for movement in movements:
         if movement["cause"] in ("order_commit", "release") and movement.get("order_id"):
             net[str(movement["order_id"])] += int(movement["delta"])
             commits[str(movement["order_id"])] += movement["cause"] == "order_commit"
+            releases[str(movement["order_id"])] += movement["cause"] == "release"
     for order_id, count in commits.items():
         if count > 1:
             yield Violation("committed-twice", subject, f"order {order_id} committed {count} times")
+    for order_id, count in releases.items():
+        if count > 1:
+            yield Violation("released-twice", subject, f"order {order_id} released {count} times")
     known = set()
     for order in orders:
         order_id, status = str(order["id"]), order["status"]
         known.add(order_id)
         quantity = sum(int(i["quantity"]) for i in order["items"] if str(i["product_id"]) == product_id)
         moved = net.get(order_id, 0)
-        if status in CONFIRMED:
-            wrong = moved != -quantity or commits.get(order_id, 0) != (1 if quantity else 0)
-        elif status in ENDED_WITHOUT_SALE:
-            wrong = moved != 0
-        else:
-            # Refunded after shipping keeps the stock out unless it was restocked; in flight: not judged.
-            wrong = status == "refunded" and not -quantity <= moved <= 0
-        if wrong:
+        if not _moved_as_it_should(order, quantity, moved, commits.get(order_id, 0)):
             yield Violation("commit-mismatch", subject, f"{status} order {order_id} of {quantity} moved {moved}")
     for order_id in net.keys() - known:
         yield Violation("commit-without-order", subject, f"unknown order {order_id}")
+
+
+def _moved_as_it_should(order: dict[str, Any], quantity: int, moved: int, commits: int) -> bool:
+    """Whether an order's net stock movement of one product fits its status."""
+    status = order["status"]
+    if status in CONFIRMED:
+        # A partial refund that said `restock` (goods sent back) released the order's commit whole.
+        restocked = moved == 0 and _money(order.get("refunded_amount")) > ZERO
+        return (moved == -quantity or restocked) and commits == (1 if quantity else 0)
+    if status in ENDED_WITHOUT_SALE:
+        return moved == 0
+    # Refunded: the commit released exactly (restocked) or kept out whole (refunded after shipping
+    # without a return); in flight: not judged.
+    return status != "refunded" or moved in (0, -quantity)
 
 
 # Reading the shop

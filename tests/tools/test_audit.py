@@ -107,3 +107,71 @@ def test_the_table_and_the_exit_status(monkeypatch: pytest.MonkeyPatch) -> None:
     assert audit.main(["--url", "http://shop"], out=io.StringIO()) == 0
     monkeypatch.setattr(audit, "audit", lambda url, email, password: [Violation("k", "s", "d")])
     assert audit.main(["--url", "http://shop"], out=io.StringIO()) == 1
+
+
+def test_shipped_delivered_and_partly_refunded_orders_are_judged_by_what_they_hold() -> None:
+    orders = [
+        _order("o1", "shipped"),
+        _order("o2", "delivered", refunded="30.00"),
+        _order("o3", "delivered", refunded="40.00"),  # a partial refund that said restock (a return)
+        _order("o4", "delivered", refunded="60.00"),  # the rest being refunded: refund_pending
+        _order("o5", "refunded", refunded="100.00"),  # refunded after delivery, no return: kept out
+        _order("o6", "refunded", refunded="100.00"),  # refunded with restock: released exactly
+    ]
+    payments = [
+        _payment("a", "o1", "succeeded"),
+        _payment("b", "o2", "partially_refunded", refunded="30.00"),
+        _payment("c", "o3", "partially_refunded", refunded="40.00"),
+        _payment("d", "o4", "refund_pending", refunded="60.00"),
+        _payment("e", "o5", "refunded", refunded="100.00"),
+        _payment("f", "o6", "refunded", refunded="100.00"),
+    ]
+    ledger = [{"delta": 20, "cause": "initial", "order_id": None}]
+    for order_id in ("o1", "o2", "o3", "o4", "o5", "o6"):
+        ledger.append({"delta": -2, "cause": "order_commit", "order_id": order_id})
+    ledger += [
+        {"delta": 2, "cause": "release", "order_id": "o3"},
+        {"delta": 2, "cause": "release", "order_id": "o6"},
+    ]
+    assert check_orders(orders, payments) == []
+    assert check_products([{"id": "p1", "sku": "S", "stock": 12}], {"p1": ledger}, orders) == []
+
+
+def test_a_release_that_is_not_the_whole_commit_or_comes_twice_is_named() -> None:
+    orders = [
+        _order("o1", "refunded", refunded="100.00", qty=2),  # half released
+        _order("o2", "delivered", qty=2),  # released without any refund
+        _order("o3", "refunded", refunded="100.00", qty=2),  # released twice
+    ]
+    ledger = [
+        {"delta": 20, "cause": "initial", "order_id": None},
+        {"delta": -2, "cause": "order_commit", "order_id": "o1"},
+        {"delta": 1, "cause": "release", "order_id": "o1"},
+        {"delta": -2, "cause": "order_commit", "order_id": "o2"},
+        {"delta": 2, "cause": "release", "order_id": "o2"},
+        {"delta": -2, "cause": "order_commit", "order_id": "o3"},
+        {"delta": 2, "cause": "release", "order_id": "o3"},
+        {"delta": 2, "cause": "release", "order_id": "o3"},
+    ]
+    found = {
+        (v.kind, v.detail.split(" of ")[0])
+        for v in check_products([{"id": "p1", "sku": "S", "stock": 21}], {"p1": ledger}, orders)
+    }
+    assert found == {
+        ("commit-mismatch", "refunded order o1"),
+        ("commit-mismatch", "delivered order o2"),
+        ("commit-mismatch", "refunded order o3"),
+        ("released-twice", "order o3 released 2 times"),
+    }
+
+
+def test_a_refund_pending_payment_beside_a_succeeded_one_still_keeps_money() -> None:
+    orders = [_order("o1", "delivered"), _order("o2", "delivered")]
+    payments = [
+        _payment("a", "o1", "succeeded"),
+        _payment("b", "o1", "refund_pending"),
+        _payment("c", "o2", "refund_pending"),
+        _payment("d", "o2", "refund_pending"),
+    ]
+    kinds = {(v.kind, v.subject) for v in check_orders(orders, payments)}
+    assert kinds == {("money-kept", "order o1"), ("payments-of-confirmed", "order o2")}

@@ -79,6 +79,27 @@ def test_a_partial_refund_then_the_rest_at_the_provider(shop: Any, provider: str
         assert sorted(r["amount"] for r in state["refunds"]) == ["400.00", "850.00"]
 
 
+def test_bkash_refuses_an_eleventh_refund_of_one_payment_and_the_sandbox_holds_ten(shop: Any) -> None:
+    user, payment = _paid(shop, "bkash")
+    for n in range(1, 11):
+        asked = _refund(shop, payment["id"], amount="10.00")
+        assert asked.status_code == 202, asked.text
+        shop.wait_for(lambda n=n: _get(shop, user, payment["id"])["refunded_amount"] == f"{10 * n}.00")
+
+    eleventh = _refund(shop, payment["id"], amount="10.00")
+    assert eleventh.status_code == 409, eleventh.text
+    assert eleventh.headers["content-type"].startswith("application/problem+json")
+    assert "at most 10" in eleventh.json()["detail"]
+    rest = _refund(shop, payment["id"])  # the rest, in one more refund, is an eleventh too
+    assert rest.status_code == 409, rest.text
+
+    after = _get(shop, user, payment["id"])
+    assert (after["status"], after["refunded_amount"]) == ("partially_refunded", "100.00")
+    state = local_http.get(f"{shop.bkash_url}/_control/payments/{payment['provider_reference']}").json()
+    assert [r["amount"] for r in state["refunds"]] == ["10.00"] * 10
+    assert len(shop.outbox("PaymentRefunded")) == 10
+
+
 def test_refund_requested_v2_refunds_what_it_names_and_says_whether_to_restock(shop: Any) -> None:
     user, payment = _paid(shop, "stripe")
     order_id = uuid.UUID(payment["order_id"])
