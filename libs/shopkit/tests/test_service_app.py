@@ -14,11 +14,11 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
+from shopkit.auth import require_admin
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.lifecycle import ServiceRuntime
-from shopkit.outbox import DEAD, outbox
-from shopkit.auth import require_admin
 from shopkit.openapi import problems
+from shopkit.outbox import DEAD, outbox
 from shopkit.problems import Conflict, NotFound
 from shopkit.settings import KitSettings
 from shopkit.webapp import create_service_app, get_uow
