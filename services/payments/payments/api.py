@@ -26,6 +26,7 @@ from payments.schemas import (
     payment_response,
 )
 from shopkit.auth import Principal, current_principal, require_admin
+from shopkit.fields import QUERY_TEXT
 from shopkit.openapi import problems
 from shopkit.problems import BadRequest
 from shopkit.uow import UnitOfWork
@@ -63,7 +64,7 @@ def create_payment(body: PaymentCreate, principal: Customer, context: Context, k
 def bkash_callback(
     request: Request,
     context: Context,
-    reference: Annotated[str, Query(alias="paymentID", min_length=1, max_length=255)],
+    reference: Annotated[str, Query(alias="paymentID", min_length=1, max_length=255, pattern=QUERY_TEXT)],
     status: Annotated[Literal["success", "failure", "cancel"], Query()],
 ) -> Response:
     payment = bkash_flow.on_callback(context, reference, status, str(request.url), request.query_params)
