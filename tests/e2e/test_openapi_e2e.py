@@ -28,8 +28,8 @@ BIN = Path(sys.executable).parent
 ADMIN_EMAIL, ADMIN_PASSWORD = "openapi-admin@example.com", "openapi-admin-password"
 SCHEMATHESIS_CONFIG = Path(__file__).parent / "openapi" / "schemathesis.toml"
 # Examples per operation in the fuzzing phase (the coverage and stateful phases come on top): about
-# a minute on this project's two-core CI machine. The issue's one-off run used 30.
-EXAMPLES = int(os.environ.get("SHOP_SCHEMATHESIS_EXAMPLES", "10"))
+# 30 s idle, about a minute when the two cores are busy (30 examples: 38 s idle).
+EXAMPLES = int(os.environ.get("SHOP_SCHEMATHESIS_EXAMPLES", "20"))
 READY_WITHIN = 90.0
 
 
@@ -132,8 +132,11 @@ def test_schemathesis_finds_no_failure_of_any_kind(shop: EmbeddedShop, tmp_path:
                 "all",
                 "--max-examples",
                 str(EXAMPLES),
+                # One worker: with several, Hypothesis describing its strategies parses source in
+                # parallel threads, which Python 3.11's ast does not survive ("AST constructor
+                # recursion depth mismatch", a runtime error of the run, not a finding).
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 os.environ.get("SHOP_SCHEMATHESIS_SEED", str(uuid.uuid4().int % 2**64)),
             ],
