@@ -245,3 +245,48 @@ def test_an_undeclared_method_through_the_gateway_is_405_naming_the_declared_one
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.headers["allow"] == "DELETE, GET, PATCH"
     assert answer.json()["status"] == 405
+
+
+def test_the_merged_document_tells_each_route_s_errors_security_and_id(shop: EmbeddedShop) -> None:
+    spec = httpx.get(f"{shop.base}/openapi.json", timeout=30).json()
+    scheme = spec["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    operations = {op["operationId"]: op for item in spec["paths"].values() for op in item.values()}
+    assert len(operations) == sum(len(item) for item in spec["paths"].values())
+    for operation_id, operation in operations.items():
+        assert operation_id.startswith(f"{operation['tags'][0]}_"), operation_id
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert list(response["content"]) == ["application/problem+json"], (operation_id, status)
+        needs_token = operation.get("security") == [{"bearerAuth": []}]
+        assert needs_token == (operation_id in TOKEN_REQUIRED), operation_id
+    # A token changes what these answer (archived products for an admin): optional.
+    assert operations["catalog_list_products"]["security"] == [{}, {"bearerAuth": []}]
+    assert operations["catalog_get_product"]["security"] == [{}, {"bearerAuth": []}]
+    # The service's own statuses and the gateway's, side by side.
+    refund = set(operations["payments_refund_payment"]["responses"])
+    assert {"202", "400", "401", "403", "404", "409", "413", "422", "429", "502", "503", "504"} == refund
+    assert operations["payments_refund_payment"]["responses"]["503"]["headers"]["Retry-After"]["required"]
+    docs = httpx.get(f"{shop.base}/docs", timeout=30).text
+    assert "swagger-ui" in docs and "/openapi.json" in docs
+
+
+# Routes that need a bearer token (and so show the lock and Authorize in /docs).
+TOKEN_REQUIRED = {
+    "auth_me",
+    "catalog_create_product",
+    "catalog_update_product",
+    "catalog_archive_product",
+    "catalog_adjust_stock",
+    "catalog_list_stock_movements",
+    "orders_place_order",
+    "orders_list_orders",
+    "orders_get_order",
+    "orders_cancel_order",
+    "orders_ship_order",
+    "orders_deliver_order",
+    "payments_create_payment",
+    "payments_list_payments",
+    "payments_get_payment",
+    "payments_refund_payment",
+}
