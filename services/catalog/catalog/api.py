@@ -85,6 +85,8 @@ async def update_product(product_id: uuid.UUID, body: ProductUpdate, _admin: Adm
 
 @router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
 async def archive_product(product_id: uuid.UUID, _admin: Admin, uow: Uow) -> Response:
+    """Archives the product: customers no longer find it (404), an admin still reads it and its stock
+    ledger; PATCH `is_active: true` brings it back."""
     await run_in_threadpool(service.archive_product, uow, product_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
