@@ -109,14 +109,30 @@ def _customer_token(base: str) -> str:
     return _token(base, email, password)
 
 
+def _resources(shop: EmbeddedShop, admin: str, customer: str) -> dict[str, str]:
+    """A product, the customer's order of it and its Stripe payment: ids that exist for the fuzzer."""
+
+    def call(token: str, path: str, body: dict[str, Any], status: int) -> Any:
+        answer = httpx.post(f"{shop.base}{path}", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert answer.status_code == status, answer.text
+        return answer.json()
+
+    product = call(admin, "/api/products", {"sku": "FUZZ-1", "name": "Fuzzed", "price": "10.00", "stock": 100}, 201)
+    order = call(customer, "/api/orders", {"items": [{"product_id": product["id"], "quantity": 1}]}, 201)
+    payment = call(customer, "/api/payments", {"order_id": order["id"], "provider": "stripe"}, 201)
+    return {"SHOP_ST_PRODUCT_ID": product["id"], "SHOP_ST_ORDER_ID": order["id"], "SHOP_ST_PAYMENT_ID": payment["id"]}
+
+
 def test_schemathesis_finds_no_failure_of_any_kind(shop: EmbeddedShop, tmp_path: Path) -> None:
     """Every check over the merged document: each answer's status, content type, headers and body as
     documented, valid requests accepted and invalid ones refused, 405 with Allow, no 5xx. The
     customer's routes run with a customer's token, the rest with an admin's."""
+    admin, customer = _token(shop.base, ADMIN_EMAIL, ADMIN_PASSWORD), _customer_token(shop.base)
     env = {
         **os.environ,
-        "SHOP_ST_ADMIN_TOKEN": _token(shop.base, ADMIN_EMAIL, ADMIN_PASSWORD),
-        "SHOP_ST_CUSTOMER_TOKEN": _customer_token(shop.base),
+        "SHOP_ST_ADMIN_TOKEN": admin,
+        "SHOP_ST_CUSTOMER_TOKEN": customer,
+        **_resources(shop, admin, customer),
     }
     report = tmp_path / "schemathesis.txt"
     with report.open("wb") as output:

@@ -4,7 +4,7 @@ built without validation (the values come from our own rows), and sent as ready 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import Response
@@ -69,9 +69,14 @@ class PaymentOut(BaseModel):
             provider_reference=payment.provider_reference,
             provider_transaction_id=payment.provider_transaction_id,
             redirect_url=payment.redirect_url,
-            created_at=payment.created_at,
-            updated_at=payment.updated_at,
+            created_at=_utc(payment.created_at),
+            updated_at=_utc(payment.updated_at),
         )
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite (the all-in-one mode) hands timestamps back without their zone; they were written as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class PaymentPage(BaseModel):
