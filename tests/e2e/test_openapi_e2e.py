@@ -157,6 +157,7 @@ def test_schemathesis_finds_no_failure_of_any_kind(shop: EmbeddedShop, tmp_path:
                 os.environ.get("SHOP_SCHEMATHESIS_SEED", str(uuid.uuid4().int % 2**64)),
             ],
             env=env,
+            cwd=tmp_path,  # its cache (.schemathesis/) stays out of the work tree
             stdout=output,
             stderr=subprocess.STDOUT,
             timeout=420,
