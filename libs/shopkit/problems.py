@@ -10,8 +10,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("shopkit.problems")
@@ -75,7 +77,14 @@ class TooManyRequests(Problem):
 
 
 class ServiceUnavailable(Problem):
+    """Always with Retry-After (the document promises it): one second unless the caller knows better."""
+
     status = 503
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        headers = kwargs.pop("headers", None) or {}
+        headers.setdefault("Retry-After", "1")
+        super().__init__(detail, headers=headers, **kwargs)
 
 
 def problem_response(
@@ -109,6 +118,17 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return errors
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app declares for the request's path (HEAD with GET)."""
+    path = get_route_path(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        regex, route_methods = getattr(route, "path_regex", None), route.methods
+        if regex is not None and route_methods and regex.match(path):
+            methods |= route_methods
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_request: Request, exc: Problem) -> JSONResponse:
@@ -122,9 +142,15 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(422, "the request is not valid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route that matched the path only (RFC 9110: all).
+            allowed = allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        return problem_response(exc.status_code, detail, headers=headers)
 
     @app.exception_handler(PoolTimeout)
     async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:

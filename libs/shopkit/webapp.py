@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
-from shopkit import tracing
+from shopkit import openapi, tracing
 from shopkit.lifecycle import ServiceRuntime
 from shopkit.metrics import watch_runtime
 from shopkit.observability import add_request_context, configure_logging, health_router
@@ -33,7 +33,9 @@ def create_service_app(
     # FastAPI's built-in OpenTelemetry hooks look for a provider on every request; tracing is the kit's
     # (shopkit.tracing), so they stay off unless a caller passes its own telemetry config.
     kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False, "operation_spans": False})
+    kwargs.setdefault("generate_unique_id_function", openapi.operation_id(runtime.name))
     app = FastAPI(title=title, description=description, lifespan=runtime.lifespan, **kwargs)
+    openapi.install(app, runtime.name)
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.token_verifier = runtime.verifier
@@ -71,3 +73,7 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
             await asyncio.get_running_loop().run_in_executor(db.closer, session.close)
         else:
             session.close()
+
+
+# Every route with a unit of work can meet a database that is busy or down (503, see shopkit.problems).
+openapi.depends_on(get_uow, 503)

@@ -16,10 +16,12 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict
 
+from shopkit.auth import require_admin
 from shopkit.bus.inprocess import InProcessTransport
 from shopkit.lifecycle import ServiceRuntime
+from shopkit.openapi import problems
 from shopkit.outbox import DEAD, outbox
-from shopkit.problems import Conflict
+from shopkit.problems import Conflict, NotFound
 from shopkit.settings import KitSettings
 from shopkit.testing import ServerThread, local_http
 from shopkit.webapp import create_service_app, get_uow
@@ -49,6 +51,14 @@ def build_app(tmp_path: Path) -> tuple[FastAPI, ServiceRuntime]:
         if item.name == "taken":
             raise Conflict("that name is taken")
         return {"name": item.name, "quantity": item.quantity}
+
+    @app.get("/items/{name}", responses=problems(404))
+    def get_item(name: str, _admin: object = Depends(require_admin)) -> dict[str, str]:
+        raise NotFound("no such item")
+
+    @app.delete("/items/{name}", status_code=204)
+    def delete_item(name: str, uow: object = Depends(get_uow)) -> None:
+        return None
 
     @app.get("/boom")
     def boom() -> None:
@@ -95,6 +105,37 @@ def test_invalid_and_unknown_fields_are_a_422_problem_with_errors(client: TestCl
 def test_unknown_route_is_a_404_problem(client: TestClient) -> None:
     assert_problem(client.get("/nowhere"), 404)
     assert_problem(client.delete("/items"), 405)
+
+
+def test_an_undeclared_method_is_405_with_allow_naming_every_declared_one(client: TestClient) -> None:
+    # Two routes share the path: Starlette alone would name the first one's methods only.
+    response = client.put("/items/pen")
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "DELETE, GET"
+    assert client.options("/items").headers["allow"] == "POST"
+
+
+def test_the_document_tells_each_route_s_problems_security_and_operation_id(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    problem = {PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+    create = spec["paths"]["/items"]["post"]
+    assert create["operationId"] == "kitdemo_create_item" and create["tags"] == ["kitdemo"]
+    # A body (413, 422), a unit of work (503, with Retry-After), no token needed.
+    assert set(create["responses"]) == {"201", "413", "422", "503"} and "security" not in create
+    assert create["responses"]["503"]["headers"]["Retry-After"]["required"] is True
+    item = spec["paths"]["/items/{name}"]
+    # The admin's dependency: a bearer token, 401 and 403; the route's own 404; no database here.
+    assert item["get"]["security"] == [{"bearerAuth": []}]
+    assert set(item["get"]["responses"]) == {"200", "401", "403", "404", "422"}
+    assert "security" not in item["delete"] and set(item["delete"]["responses"]) == {"204", "422", "503"}
+    for operation in (create, item["get"], item["delete"]):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert response["content"] == problem, (operation["operationId"], status)
+    schemas = spec["components"]["schemas"]
+    assert {"type", "title", "status", "detail", "errors"} <= set(schemas["ProblemDetails"]["properties"])
+    assert "HTTPValidationError" not in schemas
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 
 
 def test_exception_in_a_route_is_a_500_problem_without_traceback(client: TestClient) -> None:

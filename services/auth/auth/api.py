@@ -12,13 +12,11 @@ from auth.client_address import client_address
 from auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair, UserOut
 from auth.service import IssuedTokens, Security
 from shopkit.auth import Principal, current_principal
+from shopkit.openapi import problems
 from shopkit.uow import UnitOfWork
 from shopkit.webapp import get_runtime, get_uow
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-
-PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
-RETRY_LATER: dict[str, Any] = {**PROBLEM, "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
 
 
 def get_security(request: Request) -> Security:
@@ -36,9 +34,7 @@ def _pair(issued: IssuedTokens) -> TokenPair:
 
 # Async, as is login: the hash waits for its slot in the event loop, holding neither a thread nor a
 # connection; the database work runs in the threadpool after it.
-@router.post(
-    "/register", status_code=201, response_model=UserOut, responses={409: PROBLEM, 422: PROBLEM, 503: RETRY_LATER}
-)
+@router.post("/register", status_code=201, response_model=UserOut, responses=problems(409, 503))
 async def register(
     body: RegisterRequest, uow: UnitOfWork = Depends(get_uow), security: Security = Depends(get_security)
 ) -> UserOut:
@@ -49,7 +45,7 @@ async def register(
     return UserOut.model_validate(user)
 
 
-@router.post("/login", response_model=TokenPair, responses={401: PROBLEM, 429: RETRY_LATER, 503: RETRY_LATER})
+@router.post("/login", response_model=TokenPair, responses=problems(401, 429, 503))
 async def login(
     body: LoginRequest,
     uow: UnitOfWork = Depends(get_uow),
@@ -60,7 +56,7 @@ async def login(
     return _pair(issued)
 
 
-@router.post("/refresh", response_model=TokenPair, responses={401: PROBLEM})
+@router.post("/refresh", response_model=TokenPair, responses=problems(401))
 def refresh(
     body: RefreshRequest, uow: UnitOfWork = Depends(get_uow), security: Security = Depends(get_security)
 ) -> TokenPair:
@@ -73,7 +69,7 @@ def logout(body: LogoutRequest, uow: UnitOfWork = Depends(get_uow)) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me", response_model=UserOut, responses={401: PROBLEM})
+@router.get("/me", response_model=UserOut)
 def me(principal: Principal = Depends(current_principal), uow: UnitOfWork = Depends(get_uow)) -> UserOut:
     return UserOut.model_validate(service.get_user(uow, principal.user_id))
 

@@ -16,7 +16,13 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_EMAIL_LENGTH = 320
 
 # Deliberately loose (one @, a dot in the domain, no spaces): the real check is whether mail arrives.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+# White space spelled out (what str.strip removes): regex engines disagree on what `\s` covers.
+_SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_NOT_IN_EMAIL = rf"@{_SPACE}\x00-\x1f\x7f"
+_EMAIL_BODY = rf"[^{_NOT_IN_EMAIL}]+@[^.{_NOT_IN_EMAIL}]+(\.[^.{_NOT_IN_EMAIL}]+)+"
+_EMAIL = re.compile(rf"^{_EMAIL_BODY}$")
+# What valid_email accepts before canonical_email strips it: the pattern the API's schema shows.
+EMAIL_PATTERN = rf"^[{_SPACE}]*{_EMAIL_BODY}[{_SPACE}]*$"
 
 
 class InvalidCredentialsFormat(ValueError):

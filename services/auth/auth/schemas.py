@@ -8,22 +8,29 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from auth.domain import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, as_utc, valid_email
+from auth.domain import EMAIL_PATTERN, MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, as_utc, valid_email
+from shopkit.fields import NONBLANK
 
-Email = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH), AfterValidator(valid_email)]
+# The pattern valid_email checks (around white space that canonical_email strips), shown in the schema.
+Email = Annotated[str, Field(max_length=MAX_EMAIL_LENGTH, pattern=EMAIL_PATTERN), AfterValidator(valid_email)]
 RefreshTokenText = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class RegisterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email": "rina@example.com", "password": "s3cret-pass", "full_name": "Rina"}]},
+    )
 
     email: Email
     password: str = Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    full_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NONBLANK)]
 
 
 class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "rina@example.com", "password": "s3cret-pass"}]}
+    )
 
     # Not checked against the email rules: a malformed email is just one without an account (401).
     email: str = Field(min_length=1, max_length=MAX_EMAIL_LENGTH)

@@ -26,7 +26,8 @@ from catalog.schemas import (
 )
 from contracts.internal import ProductLookupRequest, ProductLookupResponse
 from shopkit.auth import Principal, bearer_token, current_principal, require_admin, require_service
-from shopkit.problems import Forbidden
+from shopkit.openapi import depends_on, problems
+from shopkit.problems import Forbidden, Unauthenticated
 from shopkit.uow import UnitOfWork
 from shopkit.webapp import get_uow
 
@@ -49,46 +50,55 @@ async def optional_principal(request: Request) -> Principal | None:
     return await current_principal(request)
 
 
-@router.get("", response_model=ProductPage)
-async def list_products(filters: Annotated[ProductFilters, Query()], uow: Uow, request: Request) -> Any:
+depends_on(optional_principal, 401, bearer="optional")
+Caller = Annotated[Principal | None, Depends(optional_principal)]
+
+
+@router.get("", response_model=ProductPage, responses=problems(403))
+async def list_products(filters: Annotated[ProductFilters, Query()], uow: Uow, principal: Caller) -> Any:
     """Active products; `include_archived=true` lists every product and is for admins only (401
     without a token, 403 for a customer)."""
-    if filters.include_archived and not (await current_principal(request)).is_admin:
-        raise Forbidden("listing archived products needs the admin role")
+    if filters.include_archived:
+        if principal is None:
+            raise Unauthenticated()
+        if not principal.is_admin:
+            raise Forbidden("listing archived products needs the admin role")
     rows, total = await run_in_threadpool(service.list_products, uow, filters)
     return {"items": rows, "total": total, "page": filters.page, "page_size": filters.page_size}
 
 
-@router.post("", response_model=ProductOut, status_code=status.HTTP_201_CREATED)
+@router.post("", response_model=ProductOut, status_code=status.HTTP_201_CREATED, responses=problems(409))
 async def create_product(body: ProductCreate, _admin: Admin, uow: Uow) -> Any:
     return await run_in_threadpool(service.create_product, uow, body)
 
 
-@router.get("/{product_id}", response_model=ProductOut)
-async def get_product(
-    product_id: uuid.UUID, uow: Uow, principal: Annotated[Principal | None, Depends(optional_principal)]
-) -> Any:
+@router.get("/{product_id}", response_model=ProductOut, responses=problems(404))
+async def get_product(product_id: uuid.UUID, uow: Uow, principal: Caller) -> Any:
     include_archived = principal is not None and principal.is_admin
     return await run_in_threadpool(lambda: service.get_product(uow, product_id, include_archived=include_archived))
 
 
-@router.patch("/{product_id}", response_model=ProductOut)
+@router.patch("/{product_id}", response_model=ProductOut, responses=problems(404))
 async def update_product(product_id: uuid.UUID, body: ProductUpdate, _admin: Admin, uow: Uow) -> Any:
     return await run_in_threadpool(service.update_product, uow, product_id, body)
 
 
-@router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{product_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404))
 async def archive_product(product_id: uuid.UUID, _admin: Admin, uow: Uow) -> Response:
+    """Archives the product: customers no longer find it (404), an admin still reads it and its stock
+    ledger; PATCH `is_active: true` brings it back."""
     await run_in_threadpool(service.archive_product, uow, product_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{product_id}/stock-adjustments", response_model=StockMovementOut, status_code=201)
+@router.post(
+    "/{product_id}/stock-adjustments", response_model=StockMovementOut, status_code=201, responses=problems(404, 409)
+)
 async def adjust_stock(product_id: uuid.UUID, body: StockAdjustment, _admin: Admin, uow: Uow) -> Any:
     return await run_in_threadpool(stock.adjust_stock, uow, product_id, body)
 
 
-@router.get("/{product_id}/stock-movements", response_model=StockMovementPage)
+@router.get("/{product_id}/stock-movements", response_model=StockMovementPage, responses=problems(404))
 async def list_stock_movements(
     product_id: uuid.UUID, _admin: Admin, uow: Uow, page: Page = 1, page_size: PageSize = 20
 ) -> Any:

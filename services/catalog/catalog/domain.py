@@ -16,6 +16,10 @@ MAX_IMAGES = 10
 # An image URL is shown to every customer: https only, and only characters RFC 3986 allows (less the
 # quote, which may be percent-encoded), so none can close an HTML attribute, start a tag or smuggle in a
 # scheme (javascript:, data:) or whitespace.
+# A plain https address of a host: no user or password, an optional port up to 65535. The schema
+# shows this pattern; checked_image_url checks the same again for callers outside the API.
+_PORT = r"(?::(?:[0-5]?[0-9]{0,4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+IMAGE_URL = rf"^https://[A-Za-z0-9._~%!$&()*+,;=-]+{_PORT}(?:[/?#][A-Za-z0-9._~%!$&()*+,;=:@/?#\[\]-]*)?$"
 _IMAGE_URL = re.compile(r"https://[A-Za-z0-9._~%!$&()*+,;=:@/?#\[\]-]+")
 
 

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from catalog.domain import MAX_IMAGES, MAX_STOCK, checked_image_url
+from catalog.domain import IMAGE_URL, MAX_IMAGES, MAX_STOCK, checked_image_url
 from contracts.events import Money
+from shopkit.fields import JSON_INTEGER, NONBLANK, QUERY_TEXT, NonNegativeAmount, PositiveAmount, omit_default
 
-Price = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=2)]
+Price = PositiveAmount
+PriceBound = NonNegativeAmount
 Sku = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NONBLANK)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Category = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,64}$")]
-ImageUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(checked_image_url)]
+ImageUrl = Annotated[str, StringConstraints(max_length=2048, pattern=IMAGE_URL), AfterValidator(checked_image_url)]
 Images = Annotated[list[ImageUrl], Field(max_length=MAX_IMAGES)]
 Sort = Literal["price", "-price", "name", "-created_at"]
 # SQLite hands timestamps back without their zone; they were written as UTC.
@@ -27,46 +28,50 @@ UtcDatetime = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.
 
 
 class ProductCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"sku": "KETTLE-1", "name": "Kettle", "description": "steel, 1.7 l", "price": "1250.00", "stock": 10}
+            ]
+        },
+    )
 
     sku: Sku
     name: Name
     description: Description = ""
     price: Price
-    stock: Annotated[int, Field(ge=0, le=MAX_STOCK)] = 0
+    # JSON's types, as the schema says: false is not 0, nor 0 false.
+    stock: Annotated[int, Field(ge=0, le=MAX_STOCK), JSON_INTEGER] = 0
     currency: Currency = "BDT"
     category: Category | None = None
     images: Images = Field(default_factory=list)
 
 
-# Fields a PATCH may set to null: "no category" is a value; every other column must have one.
-NULLABLE_UPDATES = frozenset({"category"})
+# The default of a field that may be absent but not null (typed Any: mypy sees the field's own type).
+ABSENT: Any = None
 
 
 class ProductUpdate(BaseModel):
+    """Absent means "leave as is"; only `category` may be null ("no category" is a value), every other
+    column must have one, so null is refused by the field's type (and the schema says so)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
-    description: Description | None = None
-    price: Price | None = None
-    is_active: bool | None = None
+    name: Name = Field(ABSENT, json_schema_extra=omit_default)
+    description: Description = Field(ABSENT, json_schema_extra=omit_default)
+    price: Price = Field(ABSENT, json_schema_extra=omit_default)
+    is_active: bool = Field(ABSENT, strict=True, json_schema_extra=omit_default)
     category: Category | None = None
-    images: Images | None = None
-
-    @model_validator(mode="after")
-    def _no_nulls(self) -> ProductUpdate:
-        # Absent means "leave as is"; an explicit null would blank a column that must have a value.
-        nulls = [name for name in self.model_fields_set if getattr(self, name) is None and name not in NULLABLE_UPDATES]
-        if nulls:
-            raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
-        return self
+    images: Images = Field(ABSENT, json_schema_extra=omit_default)
 
 
 class StockAdjustment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    delta: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK)]
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    # Not zero: the schema's `not` states what _not_zero checks.
+    delta: Annotated[int, Field(ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}}), JSON_INTEGER]
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NONBLANK)]
 
     @model_validator(mode="after")
     def _not_zero(self) -> StockAdjustment:
@@ -130,9 +135,9 @@ class ProductFilters(BaseModel):
     `include_archived` is for admins (the operators' audit reads every product); anyone else asking
     for it is refused rather than silently shown less than they asked for."""
 
-    q: Annotated[str | None, StringConstraints(strip_whitespace=True, max_length=200)] = None
-    min_price: Annotated[Decimal | None, Field(ge=0, max_digits=12, decimal_places=2)] = None
-    max_price: Annotated[Decimal | None, Field(ge=0, max_digits=12, decimal_places=2)] = None
+    q: Annotated[str | None, StringConstraints(strip_whitespace=True, max_length=200, pattern=QUERY_TEXT)] = None
+    min_price: PriceBound | None = None
+    max_price: PriceBound | None = None
     in_stock: bool | None = None
     category: Category | None = None
     include_archived: bool = False

@@ -1,4 +1,5 @@
-"""One OpenAPI document for the whole shop, merged from every service's own."""
+"""One OpenAPI document for the whole shop, merged from every service's own: each operation as its
+service documents it, plus what the gateway itself answers before or instead of the service."""
 
 from __future__ import annotations
 
@@ -7,8 +8,20 @@ import time
 from typing import Any
 
 from gateway.upstream import Upstream
+from shopkit.openapi import add_problems, problem_schemas
 
 log = logging.getLogger("gateway.openapi")
+
+# 400: a refused path or query spelling (gateway.paths); 401: a malformed or invalid bearer token,
+# whatever the route; 429: the rate limits; 502/504: the service unreachable or too slow.
+GATEWAY_STATUSES = (400, 401, 429, 502, 504)
+_BODY_METHODS = frozenset({"post", "put", "patch"})
+TAGS = {
+    "auth": "Accounts, logins and tokens.",
+    "catalog": "Products, categories and stock.",
+    "orders": "Orders: placing, cancelling, shipping.",
+    "payments": "Payments through Stripe and bKash, refunds, provider callbacks.",
+}
 
 
 class MergedOpenAPI:
@@ -28,8 +41,9 @@ class MergedOpenAPI:
                 "version": "1.0.0",
                 "description": "Every public route, through the gateway.",
             },
+            "tags": [],
             "paths": {},
-            "components": {"schemas": {}, "securitySchemes": {}},
+            "components": {"schemas": problem_schemas(), "securitySchemes": {}},
         }
         complete = True
         for upstream in self.upstreams:
@@ -42,6 +56,10 @@ class MergedOpenAPI:
             for path, item in spec.get("paths", {}).items():
                 if path.startswith("/api/"):
                     merged["paths"][path] = item
+                    for method, operation in item.items():
+                        statuses = (*GATEWAY_STATUSES, 413) if method in _BODY_METHODS else GATEWAY_STATUSES
+                        add_problems(operation, statuses)
+            merged["tags"].append({"name": upstream.name, "description": TAGS.get(upstream.name, "")})
             for section, entries in spec.get("components", {}).items():
                 merged["components"].setdefault(section, {}).update(entries)
         if complete:

@@ -15,6 +15,7 @@ from orders.domain import OrderStatus, RequestedLine
 from orders.schemas import OrderOut, OrderPage, PlaceOrderIn, ShipIn
 from orders.settings import OrdersSettings
 from shopkit.auth import Principal, current_principal, require_admin
+from shopkit.openapi import depends_on, problems
 from shopkit.uow import UnitOfWork
 from shopkit.webapp import get_runtime, get_uow
 
@@ -26,11 +27,15 @@ async def principal(request: Request) -> Principal:
     return await current_principal(request)
 
 
+depends_on(principal, 401, bearer="required")
+
+
 def _answer(model: BaseModel, status_code: int = 200) -> Response:
     return Response(model.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
-@router.post("", status_code=201, response_model=OrderOut)
+# 503: the catalog or the database cannot answer now.
+@router.post("", status_code=201, response_model=OrderOut, responses=problems(409, 503))
 def place_order(
     body: PlaceOrderIn,
     request: Request,
@@ -66,21 +71,21 @@ def list_orders(
     return _answer(service.list_orders(uow, caller, page=page, page_size=page_size, status=status, user_id=user_id))
 
 
-@router.get("/{order_id}", response_model=OrderOut)
+@router.get("/{order_id}", response_model=OrderOut, responses=problems(404, 503))
 def get_order(order_id: uuid.UUID, request: Request, caller: Principal = Depends(principal)) -> Response:
     # Polled by every customer waiting for a confirmation: the unit of work opened here, as placement's.
     with get_runtime(request).uow() as uow:
         return _answer(service.get_order(uow, order_id, caller))
 
 
-@router.post("/{order_id}/cancel", response_model=OrderOut)
+@router.post("/{order_id}/cancel", response_model=OrderOut, responses=problems(403, 404, 409))
 def cancel_order(
     order_id: uuid.UUID, caller: Principal = Depends(principal), uow: UnitOfWork = Depends(get_uow)
 ) -> Response:
     return _answer(service.cancel_order(uow, order_id, caller))
 
 
-@router.post("/{order_id}/ship", response_model=OrderOut)
+@router.post("/{order_id}/ship", response_model=OrderOut, responses=problems(404, 409))
 def ship_order(
     order_id: uuid.UUID,
     body: ShipIn,
@@ -90,7 +95,7 @@ def ship_order(
     return _answer(service.ship_order(uow, order_id, carrier=body.carrier, tracking_number=body.tracking_number))
 
 
-@router.post("/{order_id}/deliver", response_model=OrderOut)
+@router.post("/{order_id}/deliver", response_model=OrderOut, responses=problems(404, 409))
 def deliver_order(
     order_id: uuid.UUID, _admin: Principal = Depends(require_admin), uow: UnitOfWork = Depends(get_uow)
 ) -> Response:

@@ -12,29 +12,24 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from contracts.events import Money
 from orders.countries import ISO_3166_ALPHA_2
 from orders.domain import MAX_LINES, MAX_QUANTITY, OrderStatus
+from shopkit.fields import JOINERS, JSON_INTEGER, case_insensitive_choice, text
 
-# Zero-width (non-)joiners are part of how Bengali and other scripts are written; every other
-# control or format character (NUL, newlines, bidi overrides) is refused, as are lone surrogates,
-# which the database could not store.
-_JOINERS = frozenset("\u200c\u200d")
+# Controls and format characters but the joiners are refused by the fields' pattern (which the
+# schema shows); this check stays for lone surrogates, which the database could not store.
 
 
 def _printable(text: str) -> str:
     for char in text:
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs") and char not in _JOINERS:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs") and char not in JOINERS:
             raise ValueError(f"control characters are not allowed (U+{ord(char):04X})")
     return text
 
 
-def _text(max_length: int) -> StringConstraints:
-    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
-
-
 # Stripped, non-empty, printable strings of bounded length.
-Line = Annotated[str, _text(200), AfterValidator(_printable)]
-City = Annotated[str, _text(100), AfterValidator(_printable)]
-PostalCode = Annotated[str, _text(20), AfterValidator(_printable)]
-Label = Annotated[str, _text(100), AfterValidator(_printable)]
+Line = Annotated[str, text(200, printable=True), AfterValidator(_printable)]
+City = Annotated[str, text(100, printable=True), AfterValidator(_printable)]
+PostalCode = Annotated[str, text(20, printable=True), AfterValidator(_printable)]
+Label = Annotated[str, text(100, printable=True), AfterValidator(_printable)]
 
 
 def _country(code: str) -> str:
@@ -44,7 +39,13 @@ def _country(code: str) -> str:
     return code
 
 
-Country = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=2), AfterValidator(_country)]
+Country = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=2, max_length=2, pattern=case_insensitive_choice(ISO_3166_ALPHA_2)
+    ),
+    AfterValidator(_country),
+]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9][0-9 ()-]{2,30}$")]
 
 
@@ -64,11 +65,26 @@ class OrderItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: uuid.UUID
-    quantity: int = Field(ge=1, le=MAX_QUANTITY, strict=True)
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY), JSON_INTEGER]
 
 
 class PlaceOrderIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [{"product_id": "3f2c1f8e-5b7a-4c1e-9d2a-6f0b8e4a1c2d", "quantity": 2}],
+                    "shipping_address": {
+                        "full_name": "Rina",
+                        "line1": "House 12, Road 5",
+                        "city": "Dhaka",
+                        "country": "BD",
+                    },
+                }
+            ]
+        },
+    )
 
     items: list[OrderItemIn] = Field(min_length=1, max_length=MAX_LINES)
     # None: the customer picks the order up.

@@ -26,6 +26,8 @@ from payments.schemas import (
     payment_response,
 )
 from shopkit.auth import Principal, current_principal, require_admin
+from shopkit.fields import QUERY_TEXT
+from shopkit.openapi import problems
 from shopkit.problems import BadRequest
 from shopkit.uow import UnitOfWork
 from shopkit.webapp import get_uow
@@ -51,17 +53,18 @@ Admin = Annotated[Principal, Depends(require_admin)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
 
-@router.post("", status_code=201, response_model=PaymentOut)
+# 503: the provider (or the database) cannot answer now.
+@router.post("", status_code=201, response_model=PaymentOut, responses=problems(404, 409, 503))
 def create_payment(body: PaymentCreate, principal: Customer, context: Context, key: IdempotencyKey = None) -> Response:
     started = starting.start_payment(context, principal, body.order_id, body.provider, key)
     return payment_response(started.payment, 201 if started.created else 200)
 
 
-@router.get("/bkash/callback", response_model=CallbackOutcome)
+@router.get("/bkash/callback", response_model=CallbackOutcome, responses=problems(404, 503))
 def bkash_callback(
     request: Request,
     context: Context,
-    reference: Annotated[str, Query(alias="paymentID", min_length=1, max_length=255)],
+    reference: Annotated[str, Query(alias="paymentID", min_length=1, max_length=255, pattern=QUERY_TEXT)],
     status: Annotated[Literal["success", "failure", "cancel"], Query()],
 ) -> Response:
     payment = bkash_flow.on_callback(context, reference, status, str(request.url), request.query_params)
@@ -74,7 +77,7 @@ def bkash_callback(
     return json_response(outcome)
 
 
-@router.post("/webhooks/stripe")
+@router.post("/webhooks/stripe", responses=problems(400, 503))
 def stripe_webhook(request: Request, context: Context, raw: Annotated[bytes, Depends(raw_body)]) -> Response:
     try:
         stripe_webhooks.receive_stripe_webhook(context, raw, request.headers, str(request.url))
@@ -99,12 +102,12 @@ def list_payments(
     return page_response(items, total, page, page_size)
 
 
-@router.get("/{payment_id}", response_model=PaymentOut)
+@router.get("/{payment_id}", response_model=PaymentOut, responses=problems(404))
 def get_payment(payment_id: uuid.UUID, principal: Customer, uow: Uow) -> Response:
     return payment_response(queries.get_payment(uow, principal, payment_id))
 
 
-@router.post("/{payment_id}/refund", status_code=202, response_model=PaymentOut)
+@router.post("/{payment_id}/refund", status_code=202, response_model=PaymentOut, responses=problems(404, 409))
 def refund_payment(
     payment_id: uuid.UUID, body: RefundCreate, _admin: Admin, uow: Uow, context: Context, key: IdempotencyKey = None
 ) -> Response:

@@ -4,8 +4,7 @@ built without validation (the values come from our own rows), and sent as ready 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import Response
@@ -14,12 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.events import Provider
 from payments.domain import CAPTURED_STATUSES, PUBLIC_STATUSES, ZERO, money, public_status
 from payments.models import Payment
+from shopkit.fields import PositiveAmount
 
 PublicStatus = Literal[PUBLIC_STATUSES]  # type: ignore[valid-type]
 
 
 class PaymentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"order_id": "8a6e0804-2bd0-4672-b79d-d97027f9071a", "provider": "stripe"}]},
+    )
 
     order_id: uuid.UUID
     provider: Provider
@@ -30,9 +33,9 @@ class RefundCreate(BaseModel):
 
     reason: str = Field(min_length=1, max_length=500)
     # Without it, all that is left of the payment is refunded.
-    amount: Decimal | None = Field(default=None, gt=0, max_digits=12, decimal_places=2)
+    amount: PositiveAmount | None = None
     # Without it: restock when the rest is refunded of an order not yet shipped.
-    restock: bool | None = None
+    restock: bool | None = Field(None, strict=True)
 
 
 class PaymentOut(BaseModel):
@@ -66,9 +69,14 @@ class PaymentOut(BaseModel):
             provider_reference=payment.provider_reference,
             provider_transaction_id=payment.provider_transaction_id,
             redirect_url=payment.redirect_url,
-            created_at=payment.created_at,
-            updated_at=payment.updated_at,
+            created_at=_utc(payment.created_at),
+            updated_at=_utc(payment.updated_at),
         )
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite (the all-in-one mode) hands timestamps back without their zone; they were written as UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class PaymentPage(BaseModel):

@@ -14,17 +14,20 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gateway.app import asgi_upstreams, create_app
 from gateway.settings import GatewaySettings
 from gateway.upstream import HttpUpstream
-from shopkit.problems import install_problem_handlers
+from shopkit.openapi import operation_id
+from shopkit.problems import PROBLEM_JSON, install_problem_handlers
 from shopkit.testing import ServerThread, free_port
 
 pytestmark = pytest.mark.integration
 
 
 def echo_service(name: str) -> FastAPI:
-    app = FastAPI(title=name)
+    app = FastAPI(title=name, generate_unique_id_function=operation_id(name))
     install_problem_handlers(app)
 
-    @app.api_route(f"/api/{name}/echo", methods=["GET", "POST"])
+    # One documented operation per route and method, as the services have (operation ids stay unique).
+    @app.get(f"/api/{name}/echo", include_in_schema=False)
+    @app.post(f"/api/{name}/echo")
     async def echo(request: Request) -> JSONResponse:
         body = await request.body()
         return JSONResponse(
@@ -193,6 +196,17 @@ def test_merged_openapi_and_docs(gateway: str) -> None:
     with httpx.Client(base_url=gateway) as client:
         spec = client.get("/openapi.json").json()
         assert {"/api/auth/echo", "/api/products/echo", "/api/orders/echo", "/api/payments/echo"} <= set(spec["paths"])
+        operations = [(method, op) for item in spec["paths"].values() for method, op in item.items()]
+        ids = [op["operationId"] for _, op in operations]
+        assert len(ids) == len(set(ids)) and "products_echo" in ids
+        # What the gateway itself answers, on every operation, as problem+json (413 where a body is read).
+        for method, operation in operations:
+            for status in ("400", "401", "429", "502", "504", *(["413"] if method == "post" else [])):
+                content = operation["responses"][status]["content"]
+                assert content == {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
+            assert operation["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+        assert spec["components"]["schemas"]["ProblemDetails"]["required"] == ["title", "status", "detail"]
+        assert [tag["name"] for tag in spec["tags"]] == ["auth", "catalog", "orders", "payments"]
         assert "swagger" in client.get("/docs").text.lower()
 
 
