@@ -124,9 +124,10 @@ def test_the_document_tells_each_route_s_problems_security_and_operation_id(clie
     assert set(create["responses"]) == {"201", "413", "422", "503"} and "security" not in create
     assert create["responses"]["503"]["headers"]["Retry-After"]["required"] is True
     item = spec["paths"]["/items/{name}"]
-    # The admin's dependency: a bearer token, 401 and 403; the route's own 404; no database here.
+    # The admin's dependency: a bearer token, 401 and 403; the route's own 404; no database here, but a
+    # service at capacity refuses any route (503).
     assert item["get"]["security"] == [{"bearerAuth": []}]
-    assert set(item["get"]["responses"]) == {"200", "401", "403", "404", "422"}
+    assert set(item["get"]["responses"]) == {"200", "401", "403", "404", "422", "503"}
     assert "security" not in item["delete"] and set(item["delete"]["responses"]) == {"204", "422", "503"}
     for operation in (create, item["get"], item["delete"]):
         for status, response in operation["responses"].items():
