@@ -55,7 +55,7 @@ SIDE_BY_SIDE = (
     Run("libs", ("libs",)),
     Run("sandbox-tools-ops", ("sandbox", "tests", "--ignore=tests/e2e")),
 )
-ALONE = Run("serial", ("-m", "serial"))
+ALONE = Run("serial", ())
 AT_ONCE = int(os.environ.get("SHOP_TEST_RUNS_AT_ONCE", "3"))
 
 
