@@ -70,7 +70,7 @@ class Shop:
     def outbox(self, event_type: str | None = None) -> list[dict[str, Any]]:
         from shopkit.outbox import outbox
 
-        query = select(outbox.c.envelope)
+        query = select(outbox.c.envelope).order_by(outbox.c.created_at)
         if event_type:
             query = query.where(outbox.c.event_type == event_type)
         with self.app.state.runtime.db.engine.connect() as connection:
