@@ -100,7 +100,13 @@ def test_a_pending_delivery_resumes_after_the_restart(tmp_path: Path, webhook_re
         process.kill()  # the retry is due in 3 s: it must survive the crash
         process.start()
         (event,) = webhook_receiver.wait_for("checkout.session.completed", timeout=15)
-        record = local_http.get(f"{process.url}/_control/events/{event_id}").json()
+        # The sandbox records the delivery once it has read the receiver's answer, a moment after the
+        # receiver saw the event.
+        deadline = time.monotonic() + 10
+        while (record := local_http.get(f"{process.url}/_control/events/{event_id}").json())[
+            "delivery_status"
+        ] == "pending" and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     assert event.id == event_id
     assert record["delivery_status"] == "delivered"
