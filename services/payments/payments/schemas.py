@@ -4,7 +4,7 @@ built without validation (the values come from our own rows), and sent as ready 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from fastapi import Response
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.events import Provider
 from payments.domain import CAPTURED_STATUSES, PUBLIC_STATUSES, ZERO, money, public_status
-from payments.models import Payment
+from payments.models import Payment, as_utc
 from shopkit.fields import PositiveAmount
 
 PublicStatus = Literal[PUBLIC_STATUSES]  # type: ignore[valid-type]
@@ -69,14 +69,9 @@ class PaymentOut(BaseModel):
             provider_reference=payment.provider_reference,
             provider_transaction_id=payment.provider_transaction_id,
             redirect_url=payment.redirect_url,
-            created_at=_utc(payment.created_at),
-            updated_at=_utc(payment.updated_at),
+            created_at=as_utc(payment.created_at),
+            updated_at=as_utc(payment.updated_at),
         )
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite (the all-in-one mode) hands timestamps back without their zone; they were written as UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class PaymentPage(BaseModel):

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, or_, select, update
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from payments.context import Lane, PaymentsContext, wake_after_commit
 from payments.flows import ledger
 from payments.flows.outcomes import apply_verdict
-from payments.models import WebhookEvent, utcnow
+from payments.models import WebhookEvent, as_utc, utcnow
 from payments.providers.base import WebhookRejected
 from shopkit.db import Database, upsert_insert
 from shopkit.problems import ServiceUnavailable
@@ -104,7 +104,7 @@ class WebhookBacklog:
                 self._read_at = now
                 with self.db.sessions() as session:
                     oldest = session.scalar(_BACKLOG)
-                self._age = _seconds_since(oldest) if oldest is not None else 0.0
+                self._age = (utcnow() - as_utc(oldest)).total_seconds() if oldest is not None else 0.0
             return self._age
 
     def admit(self) -> None:
@@ -116,11 +116,6 @@ class WebhookBacklog:
                 "payments is catching up with the payments already made; try again in a moment",
                 headers={"Retry-After": str(min(30, max(1, math.ceil(age - self.limit))))},
             )
-
-
-def _seconds_since(moment: datetime) -> float:
-    # SQLite hands back naive datetimes; every one stored is UTC.
-    return (utcnow() - (moment if moment.tzinfo else moment.replace(tzinfo=UTC))).total_seconds()
 
 
 def process_stored_events(context: PaymentsContext) -> int:
