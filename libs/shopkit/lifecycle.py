@@ -98,8 +98,8 @@ class ServiceRuntime:
     def queue(self) -> str:
         return f"{self.settings.bus_namespace}{self.name}"
 
-    def uow(self, causation: Envelope | None = None) -> AbstractContextManager[UnitOfWork]:
-        return unit_of_work(self.db, causation)
+    def uow(self, causation: Envelope | None = None, *, read_only: bool = False) -> AbstractContextManager[UnitOfWork]:
+        return unit_of_work(self.db, causation, read_only=read_only)
 
     def every(self, seconds: float, name: str, use_case: Callable[[UnitOfWork], object]) -> None:
         """A periodic job that is a use case: it gets a fresh unit of work each time (and commits it)."""

@@ -28,8 +28,11 @@ class UnitOfWork:
         producer: str,
         after_commit: Callable[[], None] | None = None,
         causation: Envelope | None = None,
+        read_only: bool = False,
     ) -> None:
         self.session = session
+        # On a read-only session (see Database.read_sessions) nothing may be written.
+        self.read_only = read_only
         self.producer = producer
         # The message being handled: events emitted now are caused by it and share its correlation id.
         self.causation = causation
@@ -48,6 +51,7 @@ class UnitOfWork:
     ) -> Envelope:
         """Put an event in this transaction's outbox (written at commit); the relay publishes it after.
         `caused_by`: in a batch handler, the event (as the handler received it) this one answers."""
+        self._writable()
         if caused_by is not None:
             # A batch handler runs outside any one event's trace: follow the event it answers.
             causation = self.causation_of(caused_by)
@@ -69,7 +73,12 @@ class UnitOfWork:
         """The envelope that carried `event` (as a handler, batch or not, was given it)."""
         return self.causations.get(id(event), self.causation)
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work cannot write")
+
     def commit(self) -> None:
+        self._writable()
         emitted, self._outbox = self._outbox, []
         add_to_outbox(self.session, emitted)
         self.session.commit()
@@ -82,10 +91,13 @@ class UnitOfWork:
 
 
 @contextmanager
-def unit_of_work(db: Database, causation: Envelope | None = None) -> Iterator[UnitOfWork]:
-    """A unit of work on its own session; whatever is not committed when the block ends is rolled back."""
-    with db.sessions() as session:
-        uow = UnitOfWork(session, producer=db.service, after_commit=db.outbox_written, causation=causation)
+def unit_of_work(db: Database, causation: Envelope | None = None, *, read_only: bool = False) -> Iterator[UnitOfWork]:
+    """A unit of work on its own session; whatever is not committed when the block ends is rolled back.
+    `read_only`: for a use case that only reads (see Database.read_sessions)."""
+    with (db.read_sessions if read_only else db.sessions)() as session:
+        uow = UnitOfWork(
+            session, producer=db.service, after_commit=db.outbox_written, causation=causation, read_only=read_only
+        )
         try:
             yield uow
         except BaseException:

@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg2
+
 from tools.bench import drivers
 from tools.bench.infra import ADMIN_EMAIL, ADMIN_PASSWORD, bench_cluster, scratch_database, server_url
 from tools.bench.scenario import prepare
@@ -31,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "var" / "profile")
     parser.add_argument("--svg", action="store_true", help="also write a flame graph per process")
+    parser.add_argument(
+        "--sql", action="store_true", help="also count statements per checkout (needs pg_stat_statements loaded)"
+    )
     return parser.parse_args(argv)
 
 
@@ -78,6 +83,32 @@ def summarise(folded: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def sql_reset(database_url: str) -> None:
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            cursor.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        connection.close()
+
+
+def sql_counts(database_url: str) -> list[tuple[int, str]]:
+    """Calls per statement since the reset, in the scratch database, most called first."""
+    connection = psycopg2.connect(database_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT s.calls, s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+                " WHERE d.datname = current_database() ORDER BY s.calls DESC"
+            )
+            rows = cursor.fetchall()
+    finally:
+        connection.close()
+    return [(int(calls), str(query)) for calls, query in rows]
+
+
 def _short(frame: str) -> str:
     """`function (path/to/module.py:line)` as `function (module.py)`: lines differ per sample."""
     name, _, where = frame.partition(" (")
@@ -102,15 +133,25 @@ def main(argv: list[str] | None = None) -> int:
             if args.svg:
                 recorders += record(pids, args.out, args.duration + 2, "flamegraph")
             time.sleep(1)
+            if args.sql:
+                sql_reset(database_url)
             config = drivers.checkout_config(
                 gateway, scenario.tokens, scenario.products, mode="closed", duration=args.duration, clients=args.clients
             )
             result = drivers.run_checkouts(config)
             for recorder in recorders:
                 recorder.wait(60)
+            statements = sql_counts(database_url) if args.sql else []
         finally:
             cluster.stop()
-    print(f"checkouts: {result.get('confirmed', '?')} confirmed in {args.duration:.0f} s")
+    confirmed = sum(1 for order in result.get("orders", []) if order.get("status") == "confirmed")
+    print(f"checkouts: {confirmed} confirmed in {args.duration:.0f} s")
+    if statements:
+        per = max(confirmed, 1)
+        total = sum(calls for calls, _ in statements)
+        print(f"\nSQL statements per confirmed checkout: {total / per:.1f}")
+        for calls, query in statements[: args.top]:
+            print(f"  {calls / per:6.2f}  {' '.join(query.split())[:150]}")
     for name in pids:
         print(f"\n{name}\n{summarise(args.out / f'{name}.txt', args.top)}")
     return 0

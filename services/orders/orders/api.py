@@ -73,8 +73,9 @@ def list_orders(
 
 @router.get("/{order_id}", response_model=OrderOut, responses=problems(404, 503))
 def get_order(order_id: uuid.UUID, request: Request, caller: Principal = Depends(principal)) -> Response:
-    # Polled by every customer waiting for a confirmation: the unit of work opened here, as placement's.
-    with get_runtime(request).uow() as uow:
+    # Polled by every customer waiting for a confirmation: the unit of work opened here, as placement's,
+    # and read-only (no transaction: the read is one statement).
+    with get_runtime(request).uow(read_only=True) as uow:
         return _answer(service.get_order(uow, order_id, caller))
 
 

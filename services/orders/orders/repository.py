@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import Row, Select, String, Table, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts import OrderLine
@@ -265,9 +267,71 @@ _ONE_ORDERS_TIMELINE = (
 )
 
 
+def _json_rows(*columns: tuple[str, Any]) -> Any:
+    args: list[Any] = []
+    for name, column in columns:
+        args += [literal_column(f"'{name}'"), column]
+    return func.json_build_object(*args)
+
+
+# On PostgreSQL the same read is one statement: the items and the timeline come as JSON arrays beside the
+# order's row (amounts as text, so that no float ever holds money).
+_ONE_ORDER_WHOLE = select(
+    orders_table,
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    _json_rows(
+                        ("product_id", items_table.c.product_id),
+                        ("sku", items_table.c.sku),
+                        ("name", items_table.c.name),
+                        ("unit_price", sql_cast(items_table.c.unit_price, String)),
+                        ("quantity", items_table.c.quantity),
+                        ("line_total", sql_cast(items_table.c.line_total, String)),
+                    ),
+                    items_table.c.position,
+                )
+            ),
+            literal_column("'[]'::json"),
+        )
+    )
+    .where(items_table.c.order_id == orders_table.c.id)
+    .scalar_subquery()
+    .label("items_json"),
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    _json_rows(
+                        ("status", events_table.c.status),
+                        ("at", events_table.c.at),
+                        ("reason", events_table.c.reason),
+                    ),
+                    events_table.c.id,
+                )
+            ),
+            literal_column("'[]'::json"),
+        )
+    )
+    .where(events_table.c.order_id == orders_table.c.id)
+    .scalar_subquery()
+    .label("timeline_json"),
+).where(orders_table.c.id == bindparam("order_id"))
+
+
 def read_order(session: Session, order_id: uuid.UUID, user_id: uuid.UUID | None) -> OrderOut | None:
     """One order as the API answers it; None if there is none, or it is not `user_id`'s (None: anyone's)."""
     params = {"order_id": order_id}
+    if session.get_bind().dialect.name == "postgresql":
+        whole = session.execute(_ONE_ORDER_WHOLE, params).first()
+        if whole is None or (user_id is not None and whole.user_id != user_id):
+            return None
+        return _order_out(
+            whole,
+            [OrderItemOut.model_validate(item) for item in whole.items_json],
+            [TimelineEntry.model_validate(entry) for entry in whole.timeline_json],
+        )
     order = session.execute(_ONE_ORDER, params).first()
     if order is None or (user_id is not None and order.user_id != user_id):
         return None

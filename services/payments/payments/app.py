@@ -43,7 +43,8 @@ def create_app(settings: PaymentsSettings | None = None, *, transport: Transport
     holder.append(providers)
     backlog = stripe_webhooks.WebhookBacklog(runtime.db, settings.shed_webhook_backlog)
     context = PaymentsContext(runtime.db, settings, providers, provider_log, backlog)
-    build_handlers(runtime.handlers, providers)
+    context.arrivals.listen(runtime.db.sessions)
+    build_handlers(runtime.handlers, providers, context.arrivals)
     workers = Workers(context)
     retention = timedelta(days=settings.provider_log_retention_days)
 

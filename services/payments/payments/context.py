@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -14,6 +14,7 @@ from payments.audit import ProviderLog
 from payments.providers.registry import ProviderRegistry
 from payments.settings import PaymentsSettings
 from shopkit.db import Database
+from shopkit.signals import CommitSignal
 from shopkit.uow import UnitOfWork, unit_of_work
 
 WAKE_KEY = "payments.wake"
@@ -45,6 +46,9 @@ class PaymentsContext:
     audit: ProviderLog
     # Refuses new payments while acknowledged webhooks wait too long to be applied (None: never).
     backlog: Admission | None = None
+    # Wakes a payment request that came before its order's OrderPlaced (see starting.py) once the
+    # batch that records the order commits.
+    arrivals: CommitSignal = field(default_factory=lambda: CommitSignal("payments.order-arrived"))
 
     @contextmanager
     def uow(self) -> Iterator[UnitOfWork]:

@@ -12,11 +12,15 @@ from payments.flows.orders_view import record_fulfilment, record_order_cancelled
 from payments.flows.refunds import refund_for_order
 from payments.providers.registry import ProviderRegistry
 from shopkit.consumer import EventHandlers
+from shopkit.signals import CommitSignal
 from shopkit.uow import UnitOfWork
 
 
-def on_orders_placed(events: Sequence[OrderPlaced], uow: UnitOfWork) -> None:
-    record_orders_placed(uow, events)
+def on_orders_placed(arrivals: CommitSignal) -> Callable[[Sequence[OrderPlaced], UnitOfWork], None]:
+    def handle(events: Sequence[OrderPlaced], uow: UnitOfWork) -> None:
+        record_orders_placed(uow, events, arrivals)
+
+    return handle
 
 
 def on_order_cancelled(event: OrderCancelled, uow: UnitOfWork) -> None:
@@ -52,9 +56,9 @@ def on_refund_requested(providers: ProviderRegistry) -> Callable[[RefundRequeste
     return handle
 
 
-def build_handlers(handlers: EventHandlers, providers: ProviderRegistry) -> EventHandlers:
+def build_handlers(handlers: EventHandlers, providers: ProviderRegistry, arrivals: CommitSignal) -> EventHandlers:
     # The names are the inbox's keys (see the kit-tables-v2 migration): they never change.
-    handlers.add_batch(OrderPlaced, on_orders_placed, name="order-placed")
+    handlers.add_batch(OrderPlaced, on_orders_placed(arrivals), name="order-placed")
     handlers.add(OrderCancelled, on_order_cancelled, name="order-cancelled")
     handlers.add(RefundRequested, on_refund_requested(providers), name="refund-requested")
     handlers.add(OrderShipped, on_order_shipped, name="order-shipped")

@@ -84,6 +84,30 @@ def test_owner_cancels_a_pending_order_once(client, catalog, headers, db_rows):
     ]
 
 
+def test_one_order_read_in_one_statement_answers_as_the_listing_does(client, catalog, headers):
+    """GET /api/orders/{id} is one statement on PostgreSQL (items and timeline as JSON); the listing reads
+    them in three. Both answer the same order the same way, to the cent and the microsecond."""
+    owner = uuid.uuid4()
+    body = {
+        "items": [
+            {"product_id": str(catalog.add("3.10")), "quantity": 3},
+            {"product_id": str(catalog.add("1999.99")), "quantity": 1},
+        ]
+    }
+    order = client.post("/api/orders", json=body, headers=headers(owner)).json()
+    client.post(f"/api/orders/{order['id']}/cancel", headers=headers(owner))
+
+    one = client.get(f"/api/orders/{order['id']}", headers=headers(owner)).json()
+    [listed] = client.get("/api/orders", headers=headers(owner)).json()["items"]
+
+    assert one == listed
+    assert [(i["unit_price"], i["quantity"], i["line_total"]) for i in one["items"]] == [
+        ("3.10", 3, "9.30"),
+        ("1999.99", 1, "1999.99"),
+    ]
+    assert [e["status"] for e in one["timeline"]] == ["pending_payment", "cancelled"]
+
+
 def test_admin_cannot_cancel_someone_elses_order(client, catalog, headers):
     order = client.post("/api/orders", json=one_item(catalog.add("3.00")), headers=headers(uuid.uuid4())).json()
     assert client.post(f"/api/orders/{order['id']}/cancel", headers=headers(uuid.uuid4(), "admin")).status_code == 403

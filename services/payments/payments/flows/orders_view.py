@@ -15,12 +15,13 @@ from payments.flows.cancellations import cancel_payment
 from payments.models import PayableOrder, Payment, utcnow
 from shopkit import tracing
 from shopkit.db import upsert_insert
+from shopkit.signals import CommitSignal
 from shopkit.uow import UnitOfWork
 
 ORDERS = cast(Table, PayableOrder.__table__)
 
 
-def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced]) -> None:
+def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced], arrivals: CommitSignal) -> None:
     """One statement for the batch: new orders become payable; an order whose OrderCancelled overtook
     its OrderPlaced keeps its row (and stays cancelled) but learns what it owed."""
     now = utcnow()
@@ -40,6 +41,7 @@ def record_orders_placed(uow: UnitOfWork, events: Sequence[OrderPlaced]) -> None
         for event in latest.values()
     ]
     uow.session.execute(_upsert_orders(uow), rows)
+    arrivals.mark(uow, latest)
 
 
 def _traceparent(uow: UnitOfWork, event: OrderPlaced) -> str | None:

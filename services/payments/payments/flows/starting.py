@@ -45,9 +45,11 @@ _OPEN_PAYMENTS = (
 
 
 # A customer pays the moment the order is placed, usually before OrderPlaced has reached payments: the
-# request waits that moment out here (a few cheap reads) rather than answering a 409 for the client to
-# send again through the gateway.
-NOT_RECEIVED_PAUSES = (0.02, 0.04, 0.08, 0.16, 0.32)
+# request waits that moment out here (woken by the commit that records the order: PaymentsContext.arrivals)
+# rather than answering a 409 for the client to send again through the gateway. It reads again every
+# NOT_RECEIVED_RECHECK seconds, since another replica may be the one that receives the event.
+NOT_RECEIVED_WAIT = 0.6
+NOT_RECEIVED_RECHECK = 0.15
 
 
 class _NotReceived(Exception):
@@ -96,19 +98,20 @@ def start_payment(
 def _claim_once_received(
     context: PaymentsContext, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider, key: str | None
 ) -> _Claimed:
-    for pause in NOT_RECEIVED_PAUSES:
-        try:
-            return _claim_with_retry(context, principal, order_id, provider, key)
-        except _NotReceived:
-            time.sleep(pause)
-    try:
-        return _claim_with_retry(context, principal, order_id, provider, key)
-    except _NotReceived:
-        raise Conflict(
-            "this order is not payable yet: payments has not received it (it was probably just placed); "
-            "retry in a moment",
-            retryable=True,
-        ) from None
+    deadline = time.monotonic() + NOT_RECEIVED_WAIT
+    with context.arrivals.watch(order_id) as arrival:
+        while True:
+            try:
+                return _claim_with_retry(context, principal, order_id, provider, key)
+            except _NotReceived:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Conflict(
+                        "this order is not payable yet: payments has not received it (it was probably just "
+                        "placed); retry in a moment",
+                        retryable=True,
+                    ) from None
+                arrival.wait(min(left, NOT_RECEIVED_RECHECK))
 
 
 def _claim_with_retry(

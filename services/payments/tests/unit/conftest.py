@@ -238,7 +238,8 @@ def svc(tmp_path: Path, migrated_template: Path) -> Iterator[Payments]:
     audit = ProviderLog(db, lambda: tuple(settings.provider_secrets().values()))
     stripe, bkash = FakeStripe(settings, audit), FakeBkash()
     context = PaymentsContext(db, settings, ProviderRegistry(stripe=stripe, bkash=bkash), audit)
-    handlers = build_handlers(EventHandlers(), context.providers)
+    context.arrivals.listen(db.sessions)
+    handlers = build_handlers(EventHandlers(), context.providers, context.arrivals)
     try:
         yield Payments(context, stripe, bkash, EventDispatcher(db, handlers))
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -9,8 +11,8 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event
 
-from contracts import OrderCancelled, OrderPlaced, OrderShipped, new_envelope
-from payments.domain import PaymentStatus
+from contracts import OrderCancelled, OrderLine, OrderPlaced, OrderShipped, new_envelope
+from payments.domain import PaymentStatus, money
 from payments.flows import queries, starting
 from payments.flows.outcomes import apply_verdict
 from payments.models import PayableOrder
@@ -55,6 +57,48 @@ def test_a_payment_is_opened_at_the_provider_with_the_orders_amount(svc: Payment
     again = _start(svc, user, order_id)
     assert not again.created and again.payment.id == started.payment.id
     assert len(svc.stripe.calls.named("open")) == 1
+
+
+def test_a_payment_asked_for_before_its_order_arrived_is_woken_by_the_orders_commit(svc: Payments) -> None:
+    user, order_id = uuid.uuid4(), uuid.uuid4()
+    line = OrderLine(product_id=uuid.uuid4(), sku="SKU-1", name="Thing", unit_price=Decimal("10.00"), quantity=1)
+    reads: list[str] = []
+
+    def count_reads(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "FROM payable_orders" in statement:
+            reads.append(statement)
+
+    def deliver_later() -> None:
+        time.sleep(0.05)
+        svc.deliver(
+            OrderPlaced(order_id=order_id, user_id=user, currency="BDT", total_amount=money("10.00"), items=[line])
+        )
+
+    event.listen(svc.db.engine, "before_cursor_execute", count_reads)
+    placer = threading.Thread(target=deliver_later)
+    began = time.monotonic()
+    placer.start()
+    try:
+        started = _start(svc, user, order_id)
+    finally:
+        placer.join()
+        event.remove(svc.db.engine, "before_cursor_execute", count_reads)
+
+    assert started.created and started.payment.order_id == order_id
+    # Woken by the commit, not by the next re-read (every NOT_RECEIVED_RECHECK seconds).
+    assert time.monotonic() - began < starting.NOT_RECEIVED_RECHECK
+    assert len(reads) == 2  # before the order arrived, and once woken
+
+
+def test_a_payment_for_an_order_that_never_arrives_is_a_retryable_conflict_after_a_bounded_wait(
+    svc: Payments,
+) -> None:
+    began = time.monotonic()
+    with pytest.raises(Conflict) as refused:
+        _start(svc, uuid.uuid4(), uuid.uuid4())
+    waited = time.monotonic() - began
+    assert refused.value.extra.get("retryable") is True
+    assert starting.NOT_RECEIVED_WAIT <= waited < starting.NOT_RECEIVED_WAIT + 0.5
 
 
 def test_unknown_foreign_or_unpayable_orders_are_refused(svc: Payments) -> None:
