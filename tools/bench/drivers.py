@@ -77,6 +77,7 @@ def checkout_config(
         "first_poll_ms": 300,
         "poll_ms": 100,
         "poll_max_ms": 500,
+        "long_poll_s": 10,
         "max_in_flight": 4000,
         **options,
     }

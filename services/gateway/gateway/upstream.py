@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Scope, Send
 from yarl import URL
 
 from gateway.forwarding import HOP_BY_HOP
+from shopkit.prefer import preferred_wait
 from shopkit.problems import problem_response
 
 # What a service's answer keeps of its headers: its Content-Length, none of its hop-by-hop ones.
@@ -72,9 +73,19 @@ class HttpUpstream:
         # would be asked for another path than the one the gateway decided on.
         url = URL(self.base_url + target.decode("ascii"), encoded=True)
         outgoing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
+        timeout = self.timeout
+        wait = preferred_wait(next((v for k, v in request.headers if k == b"prefer"), None))
+        if wait:
+            # The service was asked to wait up to `wait` seconds for a change (a long poll).
+            timeout = aiohttp.ClientTimeout(total=(timeout.total or 0) + wait, sock_connect=timeout.sock_connect)
         try:
             async with self._client().request(
-                scope["method"], url, data=request.body or None, headers=outgoing, allow_redirects=False
+                scope["method"],
+                url,
+                data=request.body or None,
+                headers=outgoing,
+                allow_redirects=False,
+                timeout=timeout,
             ) as response:
                 response_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _NOT_RETURNED]
                 await send({"type": "http.response.start", "status": response.status, "headers": response_headers})

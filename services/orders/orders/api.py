@@ -4,10 +4,13 @@ OpenAPI document true."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import uuid
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from orders import service
 from orders.catalog import CatalogLookup
@@ -16,6 +19,7 @@ from orders.schemas import OrderOut, OrderPage, PlaceOrderIn, ShipIn
 from orders.settings import OrdersSettings
 from shopkit.auth import Principal, current_principal, require_admin
 from shopkit.openapi import depends_on, problems
+from shopkit.prefer import preferred_wait
 from shopkit.uow import UnitOfWork
 from shopkit.webapp import get_runtime, get_uow
 
@@ -71,12 +75,58 @@ def list_orders(
     return _answer(service.list_orders(uow, caller, page=page, page_size=page_size, status=status, user_id=user_id))
 
 
-@router.get("/{order_id}", response_model=OrderOut, responses=problems(404, 503))
-def get_order(order_id: uuid.UUID, request: Request, caller: Principal = Depends(principal)) -> Response:
-    # Polled by every customer waiting for a confirmation: the unit of work opened here, as placement's,
-    # and read-only (no transaction: the read is one statement).
-    with get_runtime(request).uow(read_only=True) as uow:
-        return _answer(service.get_order(uow, order_id, caller))
+@router.get(
+    "/{order_id}",
+    response_model=OrderOut,
+    responses=problems(404, 503) | {304: {"description": "Not Modified: the order still has the ETag sent"}},
+)
+async def get_order(
+    order_id: uuid.UUID,
+    request: Request,
+    caller: Principal = Depends(principal),
+    if_none_match: str | None = Header(default=None, alias="If-None-Match", max_length=200),
+    prefer: str | None = Header(default=None, alias="Prefer", max_length=200),
+) -> Response:
+    """The order, with its ETag. With `If-None-Match` it is 304 while the order has not changed, and
+    with `Prefer: wait=N` too (a long poll) the answer waits up to N seconds (at most 20) for a change:
+    a customer waiting for a confirmation asks once instead of polling."""
+    runtime = get_runtime(request)
+
+    def read() -> Response:
+        # The unit of work is opened here, in the route's thread, as placement's; read-only, since the
+        # read is one statement.
+        with runtime.uow(read_only=True) as uow:
+            return _versioned(service.get_order(uow, order_id, caller), if_none_match)
+
+    wait = preferred_wait(prefer, most=MOST_WAIT) if if_none_match else 0.0
+    if not wait:
+        return await run_in_threadpool(read)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    # Watched before the first read: a change committed between that read and the wait still wakes it.
+    with service.ORDER_CHANGED.watch(order_id) as change:
+        while True:
+            answer = await run_in_threadpool(read)
+            left = deadline - loop.time()
+            if answer.status_code != 304 or left <= 0:
+                break
+            # Read again now and then even if not woken: the change may be committed by another replica.
+            await change.wait_async(min(left, WAIT_RECHECK))
+    answer.headers["Preference-Applied"] = f"wait={wait:.0f}"
+    return answer
+
+
+# Longest long poll, and how often it reads the order again meanwhile.
+MOST_WAIT = 20.0
+WAIT_RECHECK = 1.0
+
+
+def _versioned(order: OrderOut, if_none_match: str | None) -> Response:
+    body = order.model_dump_json().encode()
+    etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+    if if_none_match is not None and etag in (tag.strip().removeprefix("W/") for tag in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
 @router.post("/{order_id}/cancel", response_model=OrderOut, responses=problems(403, 404, 409))

@@ -32,6 +32,7 @@ def create_app(
     """catalog_app: the catalog's ASGI app, called in-process (all-in-one mode); else catalog_url."""
     settings = settings or OrdersSettings()
     runtime = ServiceRuntime("orders", settings, migrations=MIGRATIONS, handlers=HANDLERS, transport=transport)
+    service.ORDER_CHANGED.listen(runtime.db.sessions)
     batch = settings.order_sweep_batch
     runtime.every(
         settings.order_sweep_interval, "orders-payment-timeout", partial(service.cancel_expired_orders, batch=batch)

@@ -47,9 +47,14 @@ from orders.saga import (
 from orders.schemas import OrderOut, OrderPage
 from shopkit.auth import Principal
 from shopkit.problems import Conflict, Forbidden, NotFound, Unprocessable
+from shopkit.signals import CommitSignal
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("orders.service")
+
+# Wakes the customers long-polling an order (api.get_order) once a change to it commits; the app listens
+# to its sessions (app.py).
+ORDER_CHANGED = CommitSignal("orders.order-changed")
 
 # Asks the catalog for products the view does not hold (catalog.CatalogLookup in the service).
 ProductLookup = Callable[[Sequence[uuid.UUID]], list[ProductChanged]]
@@ -70,6 +75,7 @@ def _apply(uow: UnitOfWork, order: Order, fact: Fact) -> Decision:
     before = order.status
     decision = decide(repository.state_of(order), fact)
     repository.store(uow.session, order, decision, utcnow())
+    ORDER_CHANGED.mark(uow, [order.id])
     for message in decision.messages:
         uow.emit(message, correlation_id=order.id)
     if decision.state.status != before:

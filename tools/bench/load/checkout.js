@@ -6,9 +6,11 @@
 //   node checkout.js config.json      (the JSON result on stdout)
 //
 // mode "closed": `clients` customers, each waiting for its order to be confirmed before the next;
-//   the wait polls the order once, after about as long as the recent confirmations took, then after
-//   poll_ms, growing by half each time up to poll_max_ms, so that the waiting adds as few reads as
-//   possible to the load being measured (the latency figures come from the orders' timelines).
+//   the wait reads the order once, after about as long as the recent confirmations took, then
+//   long-polls it (If-None-Match with its ETag, Prefer: wait=long_poll_s: answered when it changes),
+//   so that the waiting adds as few reads as possible to the load being measured (the latency figures
+//   come from the orders' timelines). long_poll_s 0: polls after poll_ms, growing by half each time
+//   up to poll_max_ms.
 // mode "open": a new checkout every 1/rate seconds whatever the shop does (arrivals do not wait for
 //   the shop), nobody waits for confirmation; the caller checks the orders' outcome itself.
 // A 429/503 is retried after its Retry-After (at most max_attempts tries); every answer is counted
@@ -100,9 +102,17 @@ async function waitTerminal(ctx, token, record, paidAt) {
   const deadline = Date.now() + ctx.config.confirm_within_s * 1000;
   await sleep(ctx.waitEstimateMs);
   let pause = ctx.config.poll_ms;
+  let etag = null;
   while (Date.now() < deadline) {
     record.polls += 1;
-    const order = json(await call(ctx, 'poll', 'GET', url, { headers: headersOf(token) }));
+    const headers = headersOf(token);
+    if (etag && ctx.config.long_poll_s > 0) {
+      // A long poll: the order answers as soon as it changes, or 304 after long_poll_s.
+      headers['if-none-match'] = etag;
+      headers.prefer = `wait=${ctx.config.long_poll_s}`;
+    }
+    const answer = await call(ctx, 'poll', 'GET', url, { headers });
+    const order = answer.status === 200 ? json(answer) : null;
     if (order && TERMINAL.has(order.status)) {
       settle(record, order);
       if (record.confirmed_at) {
@@ -111,8 +121,11 @@ async function waitTerminal(ctx, token, record, paidAt) {
       }
       return;
     }
-    await sleep(pause);
-    pause = Math.min(pause * 1.5, ctx.config.poll_max_ms);
+    if (answer.status === 200 || answer.status === 304) etag = answer.headers?.etag || etag;
+    if (!etag || ctx.config.long_poll_s <= 0) {
+      await sleep(pause);
+      pause = Math.min(pause * 1.5, ctx.config.poll_max_ms);
+    }
   }
 }
 

@@ -173,6 +173,9 @@ def test_down_upstream_is_502_and_slow_upstream_is_504(
         slow = client.get("/api/products/slow")
         assert slow.status_code == 504
         assert slow.json()["detail"]
+        # A request that asks the service to wait (a long poll) is given that much longer.
+        waited = client.get("/api/products/slow", headers={"Prefer": "wait=5"})
+        assert waited.status_code == 200
 
 
 def test_streamed_response_and_oversized_body(gateway: str) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from contracts import OrderLine, PaymentSucceeded, new_envelope
 from orders.app import create_app
 from shopkit.testing import ServerThread, free_port, local_http
 
@@ -324,3 +327,94 @@ def test_admin_lists_everything_with_filters(client, catalog, headers):
     pending = client.get("/api/orders", params={"status": "pending_payment", "user_id": str(bob)}, headers=admin)
     assert pending.json()["total"] == 1
     assert client.get("/api/orders", params={"status": "paid"}, headers=admin).json()["total"] == 0
+
+
+# --- waiting for a change (ETag, If-None-Match, Prefer: wait) ----------------------------------------
+
+
+def test_an_order_read_again_unchanged_is_304_and_changed_is_200(client, catalog, headers):
+    owner = uuid.uuid4()
+    order = client.post("/api/orders", json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
+    first = client.get(f"/api/orders/{order['id']}", headers=headers(owner))
+    etag = first.headers["etag"]
+
+    unchanged = client.get(f"/api/orders/{order['id']}", headers={**headers(owner), "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == etag
+    client.post(f"/api/orders/{order['id']}/cancel", headers=headers(owner))
+    changed = client.get(f"/api/orders/{order['id']}", headers={**headers(owner), "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.json()["status"] == "cancelled"
+    assert changed.headers["etag"] != etag
+    stranger = client.get(f"/api/orders/{order['id']}", headers={**headers(uuid.uuid4()), "If-None-Match": etag})
+    assert stranger.status_code == 404  # an ETag tells nothing about someone else's order
+
+
+def test_a_long_poll_answers_when_the_order_changes_not_when_its_wait_ends(settings, catalog, headers):
+    owner = uuid.uuid4()
+    with ServerThread(create_app(settings, catalog_app=catalog.app)) as server:
+        url = f"{server.url}/api/orders"
+        order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
+        etag = local_http.get(f"{url}/{order['id']}", headers=headers(owner)).headers["etag"]
+        waiting = {**headers(owner), "If-None-Match": etag, "Prefer": "wait=10"}
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            began = time.monotonic()
+            poll = pool.submit(local_http.get, f"{url}/{order['id']}", headers=waiting, timeout=20)
+            time.sleep(0.3)
+            assert not poll.done()  # it waits: nothing changed
+            cancelled_at = time.monotonic()
+            assert local_http.post(f"{url}/{order['id']}/cancel", headers=headers(owner)).status_code == 200
+            answer = poll.result(timeout=15)
+        woken_after = time.monotonic() - cancelled_at
+
+        assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
+        assert answer.headers["preference-applied"] == "wait=10"
+        # Woken by the cancel's commit, not by the next periodic re-read (every WAIT_RECHECK seconds).
+        assert woken_after < 0.5
+        assert time.monotonic() - began >= 0.3
+
+        quiet_began = time.monotonic()
+        etag = answer.headers["etag"]
+        timed_out = local_http.get(
+            f"{url}/{order['id']}", headers={**headers(owner), "If-None-Match": etag, "Prefer": "wait=1"}, timeout=20
+        )
+        assert timed_out.status_code == 304
+        assert 1.0 <= time.monotonic() - quiet_began < 3.0
+
+
+def test_an_order_changed_by_the_saga_wakes_its_long_poll(settings, catalog, headers):
+    owner = uuid.uuid4()
+    app = create_app(settings, catalog_app=catalog.app)
+    with ServerThread(app) as server:
+        url = f"{server.url}/api/orders"
+        order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
+        etag = local_http.get(f"{url}/{order['id']}", headers=headers(owner)).headers["etag"]
+        waiting = {**headers(owner), "If-None-Match": etag, "Prefer": "wait=10"}
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            poll = pool.submit(local_http.get, f"{url}/{order['id']}", headers=waiting, timeout=20)
+            time.sleep(0.3)
+            paid_at = time.monotonic()
+            app.state.runtime.dispatcher.handle(
+                new_envelope(
+                    PaymentSucceeded(
+                        order_id=uuid.UUID(order["id"]),
+                        payment_id=uuid.uuid4(),
+                        provider="stripe",
+                        amount=Decimal(order["total_amount"]),
+                        currency=order["currency"],
+                        items=[
+                            OrderLine(
+                                product_id=i["product_id"],
+                                sku=i["sku"],
+                                name=i["name"],
+                                unit_price=Decimal(i["unit_price"]),
+                                quantity=i["quantity"],
+                            )
+                            for i in order["items"]
+                        ],
+                    ),
+                    producer="payments",
+                )
+            )
+            answer = poll.result(timeout=15)
+        assert answer.status_code == 200 and answer.json()["status"] == "paid"
+        assert time.monotonic() - paid_at < 0.5
