@@ -54,7 +54,7 @@ def upsert_insert(bind: Session | Connection | str, table: Any) -> Any:
     return postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
 
 
-def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10, autocommit: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_write_transactions(engine)
@@ -74,6 +74,7 @@ def make_engine(url: str, *, schema: str | None = None, pool_size: int = 10) -> 
         pool_pre_ping=False,
         pool_recycle=1800,
         connect_args=connect_args,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
 
@@ -105,10 +106,16 @@ class Database:
         self.engine = make_engine(url, schema=service, pool_size=pool_size)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # For reads that need no transaction (one statement, or reads that may see different moments):
-        # on PostgreSQL they skip BEGIN and ROLLBACK, two round trips of a three-statement read. SQLite
-        # keeps its sessions: its "begin" hook is what serialises writers, and reads there cost nothing.
-        reads = self.engine if self.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.read_sessions = sessionmaker(reads, expire_on_commit=False)
+        # on PostgreSQL they skip BEGIN and ROLLBACK, two round trips of a one-statement read. Their own
+        # small pool of autocommit connections: switching a pooled connection in and out of autocommit
+        # costs a SET on every return. SQLite keeps its sessions: its "begin" hook is what serialises
+        # writers, and reads there cost nothing.
+        self.read_engine = (
+            self.engine
+            if self.is_sqlite
+            else make_engine(url, schema=service, pool_size=max(1, pool_size // 2), autocommit=True)
+        )
+        self.read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
         self.on_outbox_write: Callable[[], None] | None = None
         # Closing a request's session (a rollback, then the connection back to the pool) runs here and
         # nowhere else: in a shared pool of threads, closes could queue behind threads that are waiting
@@ -134,3 +141,4 @@ class Database:
     def dispose(self) -> None:
         self.closer.shutdown(wait=False)
         self.engine.dispose()
+        self.read_engine.dispose()

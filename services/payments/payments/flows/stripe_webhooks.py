@@ -1,5 +1,6 @@
 """Stripe's webhooks: verified on the raw bytes, stored once per event id and acknowledged at once;
-applied after the commit by the events worker, oldest first, each in a transaction of its own."""
+applied after the commit by the events worker, oldest first, those waiting together in a transaction
+(one that fails is retried later on its own)."""
 
 from __future__ import annotations
 
@@ -64,13 +65,19 @@ def store_event(uow: UnitOfWork, provider: str, event: dict[str, Any]) -> None:
     wake_after_commit(uow, Lane.EVENTS)
 
 
-# The oldest event not applied yet (and not waiting for a retry) that no other worker (a replica) is
-# applying: skip it, never wait.
-_NEXT_EVENT = (
+# The oldest events not applied yet (and not waiting for a retry) that no other worker (a replica) is
+# applying: skip them, never wait.
+_PENDING = (
     select(EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
     .where(EVENTS.c.processed_at.is_(None), or_(EVENTS.c.retry_at.is_(None), EVENTS.c.retry_at <= bindparam("now")))
     .order_by(EVENTS.c.received_at)
-    .limit(1)
+)
+# Applied together in one transaction, up to this many; the one that fails sends them one by one.
+AT_ONCE = 20
+_NEXT_EVENTS = _PENDING.limit(AT_ONCE).with_for_update(skip_locked=True)
+_THIS_EVENT = (
+    select(EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
+    .where(EVENTS.c.id == bindparam("event_row_id"), EVENTS.c.processed_at.is_(None))
     .with_for_update(skip_locked=True)
 )
 _APPLIED = (
@@ -120,31 +127,57 @@ class WebhookBacklog:
 
 def process_stored_events(context: PaymentsContext) -> int:
     applied = 0
-    while applied < BATCH and process_next_event(context):
-        applied += 1
+    while applied < BATCH:
+        claimed = _apply_pending(context)
+        applied += claimed
+        if claimed < AT_ONCE:  # nothing more was waiting: no read to find that out
+            break
     return applied
 
 
-def process_next_event(context: PaymentsContext) -> bool:
-    stripe = context.providers.stripe
+def _apply_pending(context: PaymentsContext) -> int:
+    """The events waiting, oldest first, in one transaction. If one of them cannot be applied, the
+    transaction is undone and each is applied in a transaction of its own, so that only that one waits
+    for its retry."""
     with context.uow() as uow:
-        row = uow.session.execute(_NEXT_EVENT, {"now": utcnow()}).first()
-        if row is None:
-            return False
+        rows = uow.session.execute(_NEXT_EVENTS, {"now": utcnow()}).all()
+        if not rows:
+            return 0
         try:
-            payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
-            verdict = stripe.verdict_of_event(payload) if row.provider == stripe.name else None
-            outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
-            if outcome == ledger.NO_PAYMENT_FOR_TRANSACTION:
-                # A refund delivered before the success it refunds (reversed or late deliveries):
-                # the success may come, so this waits and is tried again, as a failure would be.
-                raise LookupError(f"no payment has this transaction yet ({verdict and verdict.transaction_id})")
-            uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
+            for row in rows:
+                _apply(context, uow, row)
+            context.commit(uow)
+            return len(rows)
+        except Exception:
+            uow.rollback()
+    for row in rows:
+        _apply_alone(context, row.id)
+    return len(rows)
+
+
+def _apply_alone(context: PaymentsContext, event_row_id: uuid.UUID) -> None:
+    with context.uow() as uow:
+        row = uow.session.execute(_THIS_EVENT, {"event_row_id": event_row_id}).first()
+        if row is None:  # applied meanwhile (another replica), or being applied
+            return
+        try:
+            _apply(context, uow, row)
             context.commit(uow)
         except Exception as exc:
             uow.rollback()
             _retry_later(context, row.id, exc)
-    return True
+
+
+def _apply(context: PaymentsContext, uow: UnitOfWork, row: Any) -> None:
+    stripe = context.providers.stripe
+    payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+    verdict = stripe.verdict_of_event(payload) if row.provider == stripe.name else None
+    outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
+    if outcome == ledger.NO_PAYMENT_FOR_TRANSACTION:
+        # A refund delivered before the success it refunds (reversed or late deliveries): the success
+        # may come, so this waits and is tried again, as a failure would be.
+        raise LookupError(f"no payment has this transaction yet ({verdict and verdict.transaction_id})")
+    uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
 
 
 def _retry_later(context: PaymentsContext, event_row_id: uuid.UUID, exc: Exception) -> None:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 import stripe
-from sqlalchemy import text, update
+from sqlalchemy import event, text, update
 
 from payments import audit
 from payments.context import Lane, wake_after_commit
@@ -151,8 +151,8 @@ def test_an_event_that_cannot_be_applied_waits_and_does_not_hold_back_the_next(s
     payment = starting.start_payment(svc.context, customer(user), svc.place_order(user), "stripe", None).payment
     poison = json.loads(_completed(payment))
     poison["data"]["object"]["amount_total"] = "not a number"
-    for event in (json.dumps(poison), _completed(payment)):
-        stripe_webhooks.receive_stripe_webhook(svc.context, event.encode(), _signed(svc, event), "http://shop/w")
+    for body in (json.dumps(poison), _completed(payment)):
+        stripe_webhooks.receive_stripe_webhook(svc.context, body.encode(), _signed(svc, body), "http://shop/w")
 
     assert stripe_webhooks.process_stored_events(svc.context) == 2
 
@@ -166,6 +166,39 @@ def test_an_event_that_cannot_be_applied_waits_and_does_not_hold_back_the_next(s
         stripe_webhooks.process_stored_events(svc.context)
     [set_aside] = svc.rows("SELECT attempts, processed_at FROM webhook_events WHERE attempts > 0")
     assert set_aside.attempts == stripe_webhooks.MAX_ATTEMPTS and set_aside.processed_at is not None
+
+
+def test_the_events_waiting_are_applied_in_one_transaction_found_by_one_read(svc: Payments) -> None:
+    bodies = []
+    payments = []
+    for _ in range(3):
+        user = uuid.uuid4()
+        payment = starting.start_payment(svc.context, customer(user), svc.place_order(user), "stripe", None).payment
+        payments.append(payment)
+        bodies.append(_completed(payment))
+    for body in bodies:
+        stripe_webhooks.receive_stripe_webhook(svc.context, body.encode(), _signed(svc, body), "http://shop/w")
+    commits: list[object] = []
+    reads: list[str] = []
+
+    def count_reads(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("SELECT") and "FROM webhook_events" in statement:
+            reads.append(statement)
+
+    def count_commits(session) -> None:  # type: ignore[no-untyped-def]
+        commits.append(session)
+
+    event.listen(svc.db.sessions, "after_commit", count_commits)
+    event.listen(svc.db.engine, "before_cursor_execute", count_reads)
+    try:
+        assert stripe_webhooks.process_stored_events(svc.context) == 3
+    finally:
+        event.remove(svc.db.sessions, "after_commit", count_commits)
+        event.remove(svc.db.engine, "before_cursor_execute", count_reads)
+
+    assert [svc.payment(p.id).status for p in payments] == [PaymentStatus.SUCCEEDED] * 3
+    assert len(commits) == 1 and len(reads) == 1
+    assert len(svc.events("PaymentSucceeded")) == 3
 
 
 def test_a_rejected_webhook_is_logged_as_a_digest_never_its_body(svc: Payments) -> None:
