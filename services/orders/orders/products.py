@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select
@@ -68,11 +69,18 @@ def apply_product_changes(session: Session, changes: Iterable[ProductChanged]) -
         }
         for change in (newest[product_id] for product_id in sorted(newest))
     ]
-    statement = upsert_insert(session, VIEW).values(rows)
-    statement = statement.on_conflict_do_update(
+    connection = session.connection()
+    connection.execute(_upsert(connection.dialect.name), rows)
+    return len(rows)
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str) -> Any:
+    """Built once per dialect and given the rows as parameters (SQLAlchemy sends them as one multi-row
+    INSERT): `.values(rows)` built and compiled a new statement for every batch."""
+    statement = upsert_insert(dialect, VIEW)
+    return statement.on_conflict_do_update(
         index_elements=[VIEW.c.product_id],
         set_={column: statement.excluded[column] for column in _FACTS},
         where=VIEW.c.version < statement.excluded.version,
     )
-    session.execute(statement)
-    return len(rows)

@@ -175,6 +175,15 @@ def lock_order(session: Session, order_id: uuid.UUID) -> Order | None:
     return session.scalars(select(Order).where(Order.id == order_id).with_for_update()).one_or_none()
 
 
+_LOCK_ORDER_ROW = select(orders_table).where(orders_table.c.id == bindparam("order_id")).with_for_update()
+
+
+def lock_order_row(session: Session, order_id: uuid.UUID) -> Row[Any] | None:
+    """The same as a Core row, for the saga's handlers: they only decide and store (see store), and an
+    ORM object (its identity map entry, its flush) costs more than the handler's SQL."""
+    return session.connection().execute(_LOCK_ORDER_ROW, {"order_id": order_id}).first()
+
+
 def claim_orders(session: Session, query: Select[Order], batch: int) -> Sequence[Order]:
     """Rows a job works on; SKIP LOCKED lets replicas share the work instead of queueing on it."""
     return session.scalars(query.limit(batch).with_for_update(skip_locked=True)).all()
@@ -219,28 +228,47 @@ def _stored_refund(refund: SeenRefund) -> dict[str, Any]:
     return {"payment_id": str(refund.payment_id), "refunded": refunded, "fully": refund.fully, "reason": refund.reason}
 
 
-def store(session: Session, order: Order, decision: Decision, now: datetime) -> None:
-    """Write what the decision changed into the locked row, and its timeline entries."""
-    before, after = state_of(order), decision.state
-    if after != before:
-        order.status = after.status.value
-        order.payment_id, order.payment_provider = after.payment_id, after.payment_provider
-        order.refunded_amount = after.refunded_amount
-        if after.refunds_seen != before.refunds_seen:
-            order.refunds_seen = [_stored_refund(r) for r in after.refunds_seen] or None
-        if after.shipment != before.shipment and after.shipment is not None:
-            order.shipment_carrier = after.shipment.carrier
-            order.shipment_tracking_number = after.shipment.tracking_number
-            order.shipped_at, order.delivered_at = after.shipment.shipped_at, after.shipment.delivered_at
-        order.updated_at = now
+def store(session: Session, order: Order | Row[Any], decision: Decision, now: datetime) -> None:
+    """Write what the decision changed into the locked row (an ORM object, or a Core row by an UPDATE),
+    and its timeline entries."""
+    changes = _changed_columns(state_of(order), decision.state, now)
+    if changes:
+        if isinstance(order, Order):
+            for column, value in changes.items():
+                setattr(order, column, value)
+        else:
+            session.connection().execute(update(orders_table).where(orders_table.c.id == order.id).values(changes))
     if decision.timeline:
-        session.execute(
-            insert(events_table),
+        session.connection().execute(
+            _INSERT_TIMELINE,
             [
                 {"order_id": order.id, "status": n.status.value, "reason": n.reason, "at": now}
                 for n in decision.timeline
             ],
         )
+
+
+_INSERT_TIMELINE = insert(events_table)
+
+
+def _changed_columns(before: OrderState, after: OrderState, now: datetime) -> dict[str, Any]:
+    if after == before:
+        return {}
+    changes: dict[str, Any] = {
+        "status": after.status.value,
+        "payment_id": after.payment_id,
+        "payment_provider": after.payment_provider,
+        "refunded_amount": after.refunded_amount,
+        "updated_at": now,
+    }
+    if after.refunds_seen != before.refunds_seen:
+        changes["refunds_seen"] = [_stored_refund(r) for r in after.refunds_seen] or None
+    if after.shipment != before.shipment and after.shipment is not None:
+        changes["shipment_carrier"] = after.shipment.carrier
+        changes["shipment_tracking_number"] = after.shipment.tracking_number
+        changes["shipped_at"] = after.shipment.shipped_at
+        changes["delivered_at"] = after.shipment.delivered_at
+    return changes
 
 
 def order_lines(session: Session, order_id: uuid.UUID) -> list[OrderLine]:

@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 
 from contracts import OrderLine, OrderPlaced, ProductChanged
@@ -65,13 +66,13 @@ ProductLookup = Callable[[Sequence[uuid.UUID]], list[ProductChanged]]
 
 def advance_order(uow: UnitOfWork, order_id: uuid.UUID, fact: Fact) -> Decision | None:
     """Apply one fact to one order under its row lock; None when there is no such order."""
-    order = repository.lock_order(uow.session, order_id)
+    order = repository.lock_order_row(uow.session, order_id)
     if order is None:
         return None
     return _apply(uow, order, fact)
 
 
-def _apply(uow: UnitOfWork, order: Order, fact: Fact) -> Decision:
+def _apply(uow: UnitOfWork, order: Order | Row[Any], fact: Fact) -> Decision:
     before = order.status
     decision = decide(repository.state_of(order), fact)
     repository.store(uow.session, order, decision, utcnow())
