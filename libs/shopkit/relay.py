@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from shopkit import tracing
@@ -51,6 +51,8 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         self._wake = asyncio.Event()
+        self._pending_statement: Any = None
+        self._claim_statement: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -122,13 +124,21 @@ class OutboxRelay:
         try:
             messages = _outgoing(self.db.service, rows)
             failures = await self.transport.publish_raw(messages)
-            await _in_thread(self._mark, connection, rows, failures)
         except BaseException:
-            await _in_thread(_rollback, connection)
+            await _in_thread(_rollback_and_close, connection)
+            raise
+        await _in_thread(self._mark_and_close, connection, rows, failures)
+        return len(rows) - len(failures)
+
+    def _mark_and_close(self, connection: Connection, rows: Sequence[Row[Any]], failures: dict[str, str]) -> None:
+        # One thread hop for both: the mark's commit and the connection's return to the pool.
+        try:
+            self._mark(connection, rows, failures)
+        except BaseException:
+            _rollback(connection)
             raise
         finally:
-            await _in_thread(connection.close)
-        return len(rows) - len(failures)
+            connection.close()
 
     async def _publish_unlocked(self) -> int:
         rows = await _in_thread(self._read_pending)
@@ -147,12 +157,14 @@ class OutboxRelay:
             self._mark(connection, rows, failures)
 
     def _pending(self) -> Any:
-        return (
-            select(outbox.c.id, outbox.c.event_type, ENVELOPE_TEXT, outbox.c.attempts)
-            .where(outbox.c.status == PENDING)
-            .order_by(outbox.c.created_at)
-            .limit(self.batch_size)
-        )
+        if self._pending_statement is None:
+            self._pending_statement = (
+                select(outbox.c.id, outbox.c.event_type, ENVELOPE_TEXT, outbox.c.attempts)
+                .where(outbox.c.status == PENDING)
+                .order_by(outbox.c.created_at)
+                .limit(self.batch_size)
+            )
+        return self._pending_statement
 
     def _open_and_claim(self) -> tuple[Connection, list[Row[Any]]] | None:
         connection = self.db.engine.connect()
@@ -168,13 +180,15 @@ class OutboxRelay:
         return connection, rows
 
     def _claim(self, connection: Connection) -> list[Row[Any]]:
-        return list(connection.execute(self._pending().with_for_update(skip_locked=True)).all())
+        if self._claim_statement is None:
+            self._claim_statement = self._pending().with_for_update(skip_locked=True)
+        return list(connection.execute(self._claim_statement).all())
 
     def _mark(self, connection: Connection, rows: Sequence[Row[Any]], failures: dict[str, str]) -> None:
         now = datetime.now(UTC)
         sent_ids = [row.id for row in rows if str(row.id) not in failures]
         if sent_ids:
-            connection.execute(update(outbox).where(outbox.c.id.in_(sent_ids)).values(status=SENT, published_at=now))
+            connection.execute(_MARK_SENT, {"ids": sent_ids, "now": now})
         for row in rows:
             error = failures.get(str(row.id))
             if error is None:
@@ -201,9 +215,24 @@ def _outgoing(service: str, rows: Sequence[Row[Any]]) -> list[Outgoing]:
     return messages
 
 
+# Built once: the ids go in as one expanding parameter.
+_MARK_SENT = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status=SENT, published_at=bindparam("now"))
+)
+
+
 def _rollback(connection: Connection) -> None:
     if connection.in_transaction():
         connection.rollback()
+
+
+def _rollback_and_close(connection: Connection) -> None:
+    try:
+        _rollback(connection)
+    finally:
+        connection.close()
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
