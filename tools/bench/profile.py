@@ -4,7 +4,9 @@ GIL the most (inclusive and self).
 
     python -m tools.bench.profile [--duration 20] [--clients 32] [--top 25] [--out var/profile]
 
-Flame graphs: `--svg` also writes one SVG per process (open it in a browser).
+Flame graphs: `--svg` also writes one SVG per process (open it in a browser). Statements: `--sql`
+also counts the SQL statements per confirmed checkout, from pg_stat_statements (which must be in the
+server's shared_preload_libraries).
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ def sql_reset(database_url: str) -> None:
         with connection.cursor() as cursor:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             cursor.execute("SELECT pg_stat_statements_reset()")
+    except psycopg2.Error as exc:
+        raise SystemExit(
+            "--sql needs pg_stat_statements loaded: ALTER SYSTEM SET shared_preload_libraries ="
+            f" 'pg_stat_statements', then restart PostgreSQL ({exc})"
+        ) from exc
     finally:
         connection.close()
 
@@ -118,6 +125,8 @@ def _short(frame: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.sql:
+        sql_reset(server_url())  # fails now, not after the warm-up, if the extension is not loaded
     with scratch_database(server_url()) as database_url:
         cluster = bench_cluster(database_url, args.out / "logs")
         cluster.start()
