@@ -27,6 +27,7 @@ from gateway.upstream import AsgiUpstream, HttpUpstream, Outbound, Upstream
 from shopkit import tracing
 from shopkit.auth import TokenVerifier, load_keys
 from shopkit.observability import ReadinessCheck, RequestContextMiddleware, configure_logging, failed_checks
+from shopkit.prefer import preferred_wait
 from shopkit.problems import (
     NotFound,
     Problem,
@@ -156,7 +157,7 @@ class Gateway:
         headers.append((b"x-forwarded-proto", b"https" if scope.get("scheme") == "https" else b"http"))
         if incoming.host is not None:
             headers.append((b"x-forwarded-host", incoming.host))
-        return Outbound(path, raw_path, client, headers, body)
+        return Outbound(path, raw_path, client, headers, body, preferred_wait(incoming.prefer))
 
     def _authenticate(self, header: bytes | None) -> str | None:
         """Refuse a bad token here, before it costs an upstream call; services verify again."""

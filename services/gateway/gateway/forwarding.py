@@ -37,10 +37,11 @@ _NOT_FORWARDED = HOP_BY_HOP | {
 class Incoming:
     """A request's headers, read once: those the gateway decides on, and those it passes on."""
 
-    __slots__ = ("authorization", "forwarded_for", "host", "passed_on")
+    __slots__ = ("authorization", "forwarded_for", "host", "passed_on", "prefer")
 
     def __init__(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.authorization: bytes | None = None
+        self.prefer: bytes | None = None  # passed on too; its `wait` lengthens the upstream timeout
         self.forwarded_for: list[bytes] = []
         self.host: bytes | None = None
         passed_on: list[tuple[bytes, bytes]] = []
@@ -50,6 +51,8 @@ class Incoming:
                 passed_on.append((name, value))
                 if name == b"authorization":
                     self.authorization = value
+                elif name == b"prefer":
+                    self.prefer = value
             elif name == b"x-forwarded-for":
                 self.forwarded_for.append(value)
             elif name == b"host":

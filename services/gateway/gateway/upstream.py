@@ -12,7 +12,6 @@ from starlette.types import ASGIApp, Scope, Send
 from yarl import URL
 
 from gateway.forwarding import HOP_BY_HOP
-from shopkit.prefer import preferred_wait
 from shopkit.problems import problem_response
 
 # What a service's answer keeps of its headers: its Content-Length, none of its hop-by-hop ones.
@@ -23,18 +22,26 @@ _WHOLE_BODY_BYTES = 64 * 1024
 class Outbound:
     """One request as the gateway passes it on: the path it decided on, the raw target it forwards
     (byte for byte as the client sent it, so nothing behind re-reads it differently), the client
-    address it decided on, and the headers it keeps."""
+    address it decided on, the headers it keeps, and the seconds the client asked the service to wait
+    for a change (`Prefer: wait=N`, a long poll; 0 for none)."""
 
-    __slots__ = ("body", "client", "headers", "path", "raw_path")
+    __slots__ = ("body", "client", "headers", "path", "raw_path", "wait")
 
     def __init__(
-        self, path: str, raw_path: bytes, client: str, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        path: str,
+        raw_path: bytes,
+        client: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        wait: float = 0.0,
     ) -> None:
         self.path = path
         self.raw_path = raw_path
         self.client = client
         self.headers = headers
         self.body = body
+        self.wait = wait
 
 
 class Upstream(Protocol):
@@ -74,10 +81,10 @@ class HttpUpstream:
         url = URL(self.base_url + target.decode("ascii"), encoded=True)
         outgoing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
         timeout = self.timeout
-        wait = preferred_wait(next((v for k, v in request.headers if k == b"prefer"), None))
-        if wait:
-            # The service was asked to wait up to `wait` seconds for a change (a long poll).
-            timeout = aiohttp.ClientTimeout(total=(timeout.total or 0) + wait, sock_connect=timeout.sock_connect)
+        if request.wait:
+            timeout = aiohttp.ClientTimeout(
+                total=(timeout.total or 0) + request.wait, sock_connect=timeout.sock_connect
+            )
         try:
             async with self._client().request(
                 scope["method"],
