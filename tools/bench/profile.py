@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -85,34 +86,36 @@ def summarise(folded: Path, top: int) -> str:
     return "\n".join(lines)
 
 
-def sql_reset(database_url: str) -> None:
+def _sql(database_url: str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run `statements` in autocommit; the rows of the last one (none if it returns none)."""
     connection = psycopg2.connect(database_url)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            cursor.execute("SELECT pg_stat_statements_reset()")
+            for statement in statements:
+                cursor.execute(statement)
+            return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        connection.close()
+
+
+def sql_reset(database_url: str) -> None:
+    try:
+        _sql(database_url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "SELECT pg_stat_statements_reset()")
     except psycopg2.Error as exc:
         raise SystemExit(
             "--sql needs pg_stat_statements loaded: ALTER SYSTEM SET shared_preload_libraries ="
             f" 'pg_stat_statements', then restart PostgreSQL ({exc})"
         ) from exc
-    finally:
-        connection.close()
 
 
 def sql_counts(database_url: str) -> list[tuple[int, str]]:
     """Calls per statement since the reset, in the scratch database, most called first."""
-    connection = psycopg2.connect(database_url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT s.calls, s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
-                " WHERE d.datname = current_database() ORDER BY s.calls DESC"
-            )
-            rows = cursor.fetchall()
-    finally:
-        connection.close()
+    rows = _sql(
+        database_url,
+        "SELECT s.calls, s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+        " WHERE d.datname = current_database() ORDER BY s.calls DESC",
+    )
     return [(int(calls), str(query)) for calls, query in rows]
 
 

@@ -295,56 +295,44 @@ _ONE_ORDERS_TIMELINE = (
 )
 
 
-def _json_rows(*columns: tuple[str, Any]) -> Any:
-    args: list[Any] = []
-    for name, column in columns:
-        args += [literal_column(f"'{name}'"), column]
-    return func.json_build_object(*args)
+def _order_json_array(table: Table, order_by: Any, label: str, **columns: Any) -> Any:
+    """The order's rows of `table` as one JSON array of objects (`columns`: key -> column), in
+    `order_by` order; an empty array when it has none."""
+    fields: list[Any] = []
+    for key, column in columns.items():
+        fields += [literal_column(f"'{key}'"), column]
+    rows = func.json_agg(aggregate_order_by(func.json_build_object(*fields), order_by))
+    return (
+        select(func.coalesce(rows, literal_column("'[]'::json")))
+        .where(table.c.order_id == orders_table.c.id)
+        .scalar_subquery()
+        .label(label)
+    )
 
 
 # On PostgreSQL the same read is one statement: the items and the timeline come as JSON arrays beside the
 # order's row (amounts as text, so that no float ever holds money).
 _ONE_ORDER_WHOLE = select(
     orders_table,
-    select(
-        func.coalesce(
-            func.json_agg(
-                aggregate_order_by(
-                    _json_rows(
-                        ("product_id", items_table.c.product_id),
-                        ("sku", items_table.c.sku),
-                        ("name", items_table.c.name),
-                        ("unit_price", sql_cast(items_table.c.unit_price, String)),
-                        ("quantity", items_table.c.quantity),
-                        ("line_total", sql_cast(items_table.c.line_total, String)),
-                    ),
-                    items_table.c.position,
-                )
-            ),
-            literal_column("'[]'::json"),
-        )
-    )
-    .where(items_table.c.order_id == orders_table.c.id)
-    .scalar_subquery()
-    .label("items_json"),
-    select(
-        func.coalesce(
-            func.json_agg(
-                aggregate_order_by(
-                    _json_rows(
-                        ("status", events_table.c.status),
-                        ("at", events_table.c.at),
-                        ("reason", events_table.c.reason),
-                    ),
-                    events_table.c.id,
-                )
-            ),
-            literal_column("'[]'::json"),
-        )
-    )
-    .where(events_table.c.order_id == orders_table.c.id)
-    .scalar_subquery()
-    .label("timeline_json"),
+    _order_json_array(
+        items_table,
+        items_table.c.position,
+        "items_json",
+        product_id=items_table.c.product_id,
+        sku=items_table.c.sku,
+        name=items_table.c.name,
+        unit_price=sql_cast(items_table.c.unit_price, String),
+        quantity=items_table.c.quantity,
+        line_total=sql_cast(items_table.c.line_total, String),
+    ),
+    _order_json_array(
+        events_table,
+        events_table.c.id,
+        "timeline_json",
+        status=events_table.c.status,
+        at=events_table.c.at,
+        reason=events_table.c.reason,
+    ),
 ).where(orders_table.c.id == bindparam("order_id"))
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
-from contracts import Envelope, EventData, ProductChanged, new_envelope
+from contracts import Envelope, EventData, OrderLine, PaymentSucceeded, ProductChanged, new_envelope
 from contracts.internal import ProductLookupRequest, ProductLookupResponse
 from orders.app import create_app
 from orders.settings import OrdersSettings
@@ -207,6 +207,32 @@ def db_rows(admin_db: Engine) -> Callable[..., list[Any]]:
 @pytest.fixture
 def wait_for() -> Callable[..., Any]:
     return eventually
+
+
+def payment_succeeded_for(order: dict[str, Any], payment_id: uuid.UUID | None = None) -> PaymentSucceeded:
+    """The PaymentSucceeded payments would send for an order as the API answered it."""
+    return PaymentSucceeded(
+        payment_id=payment_id or uuid.uuid4(),
+        order_id=order["id"],
+        provider="stripe",
+        amount=Decimal(order["total_amount"]),
+        currency=order["currency"],
+        items=[
+            OrderLine(
+                product_id=i["product_id"],
+                sku=i["sku"],
+                name=i["name"],
+                unit_price=Decimal(i["unit_price"]),
+                quantity=i["quantity"],
+            )
+            for i in order["items"]
+        ],
+    )
+
+
+@pytest.fixture
+def payment_succeeded() -> Callable[..., PaymentSucceeded]:
+    return payment_succeeded_for
 
 
 @pytest.fixture

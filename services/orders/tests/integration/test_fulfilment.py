@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from contracts import OrderLine, PaymentRefunded, PaymentSucceeded, StockCommitted, new_envelope
+from contracts import PaymentRefunded, StockCommitted, new_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -38,22 +38,13 @@ def place(client, catalog, headers):
 
 
 @pytest.fixture
-def confirm(client):
+def confirm(client, payment_succeeded):
     """Pay for the order and commit its stock, as payments and the catalog would."""
 
     def _confirm(order: dict) -> uuid.UUID:
         payment = uuid.uuid4()
-        lines = [
-            OrderLine(**{k: i[k] for k in ("product_id", "sku", "name", "unit_price", "quantity")})
-            for i in order["items"]
-        ]
-        total = Decimal(order["total_amount"])
-        for data in (
-            PaymentSucceeded(
-                payment_id=payment, order_id=order["id"], provider="stripe", amount=total, currency="BDT", items=lines
-            ),
-            StockCommitted(order_id=order["id"], payment_id=payment, items=lines),
-        ):
+        paid = payment_succeeded(order, payment)
+        for data in (paid, StockCommitted(order_id=order["id"], payment_id=payment, items=paid.items)):
             client.app.state.runtime.dispatcher.handle(new_envelope(data, producer="test", correlation_id=order["id"]))
         return payment
 

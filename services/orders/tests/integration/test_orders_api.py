@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from contracts import OrderLine, PaymentSucceeded, new_envelope
+from contracts import new_envelope
 from orders.app import create_app
 from shopkit.testing import ServerThread, free_port, local_http
 
@@ -381,7 +380,7 @@ def test_a_long_poll_answers_when_the_order_changes_not_when_its_wait_ends(setti
         assert 1.0 <= time.monotonic() - quiet_began < 3.0
 
 
-def test_an_order_changed_by_the_saga_wakes_its_long_poll(settings, catalog, headers):
+def test_an_order_changed_by_the_saga_wakes_its_long_poll(settings, catalog, headers, payment_succeeded):
     owner = uuid.uuid4()
     app = create_app(settings, catalog_app=catalog.app)
     with ServerThread(app) as server:
@@ -393,28 +392,7 @@ def test_an_order_changed_by_the_saga_wakes_its_long_poll(settings, catalog, hea
             poll = pool.submit(local_http.get, f"{url}/{order['id']}", headers=waiting, timeout=20)
             time.sleep(0.3)
             paid_at = time.monotonic()
-            app.state.runtime.dispatcher.handle(
-                new_envelope(
-                    PaymentSucceeded(
-                        order_id=uuid.UUID(order["id"]),
-                        payment_id=uuid.uuid4(),
-                        provider="stripe",
-                        amount=Decimal(order["total_amount"]),
-                        currency=order["currency"],
-                        items=[
-                            OrderLine(
-                                product_id=i["product_id"],
-                                sku=i["sku"],
-                                name=i["name"],
-                                unit_price=Decimal(i["unit_price"]),
-                                quantity=i["quantity"],
-                            )
-                            for i in order["items"]
-                        ],
-                    ),
-                    producer="payments",
-                )
-            )
+            app.state.runtime.dispatcher.handle(new_envelope(payment_succeeded(order), producer="payments"))
             answer = poll.result(timeout=15)
         assert answer.status_code == 200 and answer.json()["status"] == "paid"
         assert time.monotonic() - paid_at < 0.5

@@ -67,8 +67,9 @@ def store_event(uow: UnitOfWork, provider: str, event: dict[str, Any]) -> None:
 
 # The oldest events not applied yet (and not waiting for a retry) that no other worker (a replica) is
 # applying: skip them, never wait.
+_EVENT = (EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
 _PENDING = (
-    select(EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
+    select(*_EVENT)
     .where(EVENTS.c.processed_at.is_(None), or_(EVENTS.c.retry_at.is_(None), EVENTS.c.retry_at <= bindparam("now")))
     .order_by(EVENTS.c.received_at)
 )
@@ -76,7 +77,7 @@ _PENDING = (
 AT_ONCE = 20
 _NEXT_EVENTS = _PENDING.limit(AT_ONCE).with_for_update(skip_locked=True)
 _THIS_EVENT = (
-    select(EVENTS.c.id, EVENTS.c.provider, EVENTS.c.payload)
+    select(*_EVENT)
     .where(EVENTS.c.id == bindparam("event_row_id"), EVENTS.c.processed_at.is_(None))
     .with_for_update(skip_locked=True)
 )
