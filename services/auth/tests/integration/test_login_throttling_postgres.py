@@ -4,6 +4,7 @@ known one, and the password is checked with no connection, no transaction and no
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -85,9 +86,17 @@ def cheap_hashes(pg_api: Any) -> Any:
 
 @pytest.fixture
 def quiet_pool(pg_api: Any) -> Any:
-    """pg_api with its outbox relay stopped (auth emits no events): every connection checked out of the
-    pool from now on is a request's."""
-    pg_api.client.portal.call(pg_api.runtime.relay.stop)
+    """pg_api with its outbox relay (auth emits no events) and its background tasks (periodic jobs, the
+    dead-letter watcher, which reads the database at start-up and every 15 s) stopped: every connection
+    checked out of the pool from now on is a request's."""
+
+    async def quiet(runtime: Any) -> None:
+        await runtime.relay.stop()
+        for task in runtime._tasks:
+            task.cancel()
+        await asyncio.gather(*runtime._tasks, return_exceptions=True)
+
+    pg_api.client.portal.call(quiet, pg_api.runtime)
     return pg_api
 
 
