@@ -66,8 +66,8 @@ def test_a_thread_blocked_on_a_watch_is_woken_at_once(db: Database) -> None:
     with signal.watch("a") as a:
         threading.Timer(0.05, write, (db, signal, "a")).start()
         began = time.monotonic()
-        assert a.wait(5.0)
-        assert time.monotonic() - began < 1.0
+        assert a.wait(10.0)
+        assert time.monotonic() - began < 5.0
 
 
 def test_a_coroutine_is_woken_by_a_commit_in_another_thread(db: Database) -> None:
