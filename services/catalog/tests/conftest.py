@@ -40,12 +40,17 @@ def sqlite_settings(tmp_path: Path) -> CatalogSettings:
     return CatalogSettings(var_dir=tmp_path, log_json=False)
 
 
+# Up to 2 x 6 connections race in the concurrency tests: enough to contend for every row lock, and
+# within PostgreSQL's 100 connections, which the test runs going side by side share.
+POOL_SIZE = 6
+
+
 @pytest.fixture
 def pg_settings(pg_url: str, tmp_path: Path) -> CatalogSettings:
-    return CatalogSettings(database_url=pg_url, var_dir=tmp_path, log_json=False, db_pool_size=16)
+    return CatalogSettings(database_url=pg_url, var_dir=tmp_path, log_json=False, db_pool_size=POOL_SIZE)
 
 
-def migrated_database(settings: KitSettings, *, pool_size: int = 16) -> Database:
+def migrated_database(settings: KitSettings, *, pool_size: int = POOL_SIZE) -> Database:
     """The catalog's database at head, as its own role, without starting the app (no relay, no bus)."""
     db = Database(settings.service_database_url("catalog"), service="catalog", pool_size=pool_size)
     upgrade(db, MIGRATIONS)
