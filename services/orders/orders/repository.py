@@ -237,7 +237,7 @@ def store(session: Session, order: Order | Row[Any], decision: Decision, now: da
             for column, value in changes.items():
                 setattr(order, column, value)
         else:
-            session.connection().execute(update(orders_table).where(orders_table.c.id == order.id).values(changes))
+            session.connection().execute(_update_of(tuple(changes)), {**changes, "order_id_": order.id})
     if decision.timeline:
         session.connection().execute(
             _INSERT_TIMELINE,
@@ -249,6 +249,21 @@ def store(session: Session, order: Order | Row[Any], decision: Decision, now: da
 
 
 _INSERT_TIMELINE = insert(events_table)
+# One UPDATE per set of changed columns (a handful of sets), built once: the saga stores every order it
+# moves, and a statement built per call is built and hashed for the compiled cache every time.
+_UPDATES: dict[tuple[str, ...], Any] = {}
+
+
+def _update_of(columns: tuple[str, ...]) -> Any:
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        statement = (
+            update(orders_table)
+            .where(orders_table.c.id == bindparam("order_id_"))
+            .values({column: bindparam(column, type_=orders_table.c[column].type) for column in columns})
+        )
+        _UPDATES[columns] = statement
+    return statement
 
 
 def _changed_columns(before: OrderState, after: OrderState, now: datetime) -> dict[str, Any]:
