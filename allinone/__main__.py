@@ -8,7 +8,7 @@ import os
 import uvicorn
 
 from allinone.app import create_app
-from shopkit.serve import KEEP_ALIVE_SECONDS
+from shopkit.serve import KEEP_ALIVE_SECONDS, CoalescingHttpToolsProtocol
 from shopkit.settings import KitSettings
 
 
@@ -33,6 +33,7 @@ def main() -> None:
         port=args.port,
         log_level="warning",
         access_log=False,
+        http=CoalescingHttpToolsProtocol,
         # The gateway in this process decides the client address itself (SHOP_TRUSTED_PROXIES);
         # uvicorn would take it from X-Forwarded-For whenever the peer is 127.0.0.1.
         proxy_headers=False,
