@@ -458,6 +458,9 @@ def placed_order_out(order: NewOrder, total: Decimal) -> OrderOut:
     )
 
 
+_WITH_KEY = select(Order).where(Order.user_id == bindparam("user_id"), Order.idempotency_key == bindparam("key"))
+
+
 def find_by_idempotency_key(session: Session, user_id: uuid.UUID, key: str) -> OrderOut | None:
-    order = session.scalars(select(Order).where(Order.user_id == user_id, Order.idempotency_key == key)).one_or_none()
+    order = session.scalars(_WITH_KEY, {"user_id": user_id, "key": key}).one_or_none()
     return load_orders(session, [order])[0] if order else None

@@ -47,7 +47,7 @@ from orders.saga import (
 )
 from orders.schemas import OrderOut, OrderPage
 from shopkit.auth import Principal
-from shopkit.problems import Conflict, Forbidden, NotFound, Unprocessable
+from shopkit.problems import Conflict, Forbidden, NotFound, Problem, Unprocessable
 from shopkit.signals import CommitSignal
 from shopkit.uow import UnitOfWork
 
@@ -184,12 +184,23 @@ class OrderRequest:
 
 def place_order(uow: UnitOfWork, catalog: ProductLookup, request: OrderRequest, *, payment_timeout: float) -> OrderOut:
     """Order, lines, timeline and OrderPlaced in one short transaction, priced from the product view.
-    The same Idempotency-Key from the same user answers the first order, whatever the stock now."""
+    The same Idempotency-Key from the same user answers the first order, whatever the stock now: the
+    key is looked up only when this request cannot be placed (a refusal, or the key's unique index),
+    so a new key costs no read."""
+    try:
+        return _place_order(uow, catalog, request, payment_timeout=payment_timeout)
+    except Problem:
+        if request.idempotency_key is None:
+            raise
+        uow.rollback()
+        earlier = repository.find_by_idempotency_key(uow.session, request.user_id, request.idempotency_key)
+        if earlier is None:
+            raise
+        return earlier
+
+
+def _place_order(uow: UnitOfWork, catalog: ProductLookup, request: OrderRequest, *, payment_timeout: float) -> OrderOut:
     session = uow.session
-    if request.idempotency_key is not None:
-        earlier = repository.find_by_idempotency_key(session, request.user_id, request.idempotency_key)
-        if earlier is not None:
-            return earlier
     try:
         lines = merge_lines(request.lines)
     except InvalidLines as exc:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from contracts import new_envelope
 from orders import api as orders_api
@@ -269,6 +270,36 @@ def test_same_idempotency_key_returns_the_first_order(client, catalog, headers, 
     assert other_user.status_code == 409  # the key belongs to one user; the other hits the empty stock
     assert db_rows("SELECT count(*) AS n FROM orders.orders")[0].n == 1
     assert db_rows("SELECT count(*) AS n FROM orders.outbox WHERE event_type = 'OrderPlaced'")[0].n == 1
+
+
+def test_a_new_idempotency_key_costs_no_read_and_a_replay_reads_it_once(client, catalog, headers):
+    """The key is looked up only when the request cannot be placed: by the key's unique index on a
+    replay, or by a refusal (the stock gone since)."""
+    user = uuid.uuid4()
+    product = catalog.add("5.00", stock=1)
+    client.post("/api/orders", json=one_item(product), headers=headers(uuid.uuid4()))  # the view learns it
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = client.app.state.runtime.db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        key = {**headers(user), "Idempotency-Key": "fresh-1"}
+        first = client.post("/api/orders", json=one_item(product), headers=key)
+        placing = list(statements)
+        statements.clear()
+        replay = client.post("/api/orders", json=one_item(product), headers=key)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    def reads_by_key(seen: list[str]) -> list[str]:
+        return [s for s in seen if s.lstrip().upper().startswith("SELECT") and "idempotency_key =" in s]
+
+    assert first.status_code == 201 and replay.json()["id"] == first.json()["id"]
+    assert reads_by_key(placing) == []
+    assert len(reads_by_key(statements)) == 1
 
 
 def test_racing_requests_with_one_key_create_one_order(settings, catalog, headers, db_rows):
