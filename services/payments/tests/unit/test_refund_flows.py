@@ -126,7 +126,8 @@ def test_the_same_request_twice_refunds_once(svc: Payments) -> None:
     svc.drain()
     svc.drain()
 
-    assert [c.amount for c in svc.stripe.calls.named("refund")] == [Decimal("100.00"), Decimal("1150.00")]
+    # Due refunds are run side by side (run_due_refunds), so the provider sees them in either order.
+    assert sorted(c.amount for c in svc.stripe.calls.named("refund")) == [Decimal("100.00"), Decimal("1150.00")]
     assert len(svc.events("PaymentRefunded")) == 2
     assert svc.payment(payment.id).status == PaymentStatus.REFUNDED
 
