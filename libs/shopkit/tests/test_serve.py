@@ -72,6 +72,8 @@ async def test_close_sends_what_waits_first_and_abort_drops_it() -> None:
     writer.write(b"bye")
     writer.close()
     assert closing.writes == [b"bye"] and closing.closed
+    await _one_turn()
+    assert closing.writes == [b"bye"]  # "last words", due after the close, are not written to it
     dropped = OneSendPerTurn(aborting, loop)
     dropped.write(b"never")
     dropped.abort()

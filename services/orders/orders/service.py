@@ -189,10 +189,11 @@ def place_order(uow: UnitOfWork, catalog: ProductLookup, request: OrderRequest, 
     so a new key costs no read."""
     try:
         return _place_order(uow, catalog, request, payment_timeout=payment_timeout)
-    except Problem:
+    except (Problem, IntegrityError):
+        uow.rollback()
         if request.idempotency_key is None:
             raise
-        uow.rollback()
+        # Refused now, or lost the race against a request with the same key: the first order answers.
         earlier = repository.find_by_idempotency_key(uow.session, request.user_id, request.idempotency_key)
         if earlier is None:
             raise
@@ -218,20 +219,10 @@ def _place_order(uow: UnitOfWork, catalog: ProductLookup, request: OrderRequest,
         now=now,
         expires_at=now + timedelta(seconds=payment_timeout),
     )
-    try:
-        total = repository.insert_order(session, order)
-        uow.emit(_order_placed(order, total), correlation_id=order.id)
-        uow.commit()
-        log.info("order placed", extra={"order_id": str(order.id)})
-    except IntegrityError:
-        uow.rollback()
-        if request.idempotency_key is None:
-            raise
-        # Lost the race against a request with the same key: the first order is the answer.
-        winner = repository.find_by_idempotency_key(session, request.user_id, request.idempotency_key)
-        if winner is None:
-            raise
-        return winner
+    total = repository.insert_order(session, order)
+    uow.emit(_order_placed(order, total), correlation_id=order.id)
+    uow.commit()
+    log.info("order placed", extra={"order_id": str(order.id)})
     return repository.placed_order_out(order, total)
 
 
