@@ -143,3 +143,14 @@ def test_cpu_of_processes_and_of_a_services_sessions_that_came_and_went() -> Non
     assert postgres["backends_seen"] >= 3, postgres
     # Three generate_series of 2e6 rows take well over 100 ms of backend CPU on any machine.
     assert postgres["exited_tail_ms"] + postgres["sessions"].get("orders", 0.0) >= 100, postgres
+
+
+def test_a_process_counted_without_its_reaped_children_does_not_count_its_load_generator_twice() -> None:
+    me = psutil.Process()
+    account = CpuAccount({"bench": me, "bench and its children": me}, None, "", own_only=frozenset({"bench"}))
+    account.start()
+    code = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", code], check=True)  # reaped: its CPU joins our children's
+    spent = account.stop()["processes_ms"]
+    assert spent["bench and its children"] >= 280, spent
+    assert spent["bench"] < 150, spent

@@ -69,12 +69,15 @@ def say(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+BENCH = "bench (python)"
+
+
 def processes_of(cluster: Cluster) -> dict[str, psutil.Process]:
     named = {name: psutil.Process(pid) for name, pid in cluster.pids().items() if pid}
     rabbitmq = find_rabbitmq()
     if rabbitmq is not None:
         named["rabbitmq"] = rabbitmq
-    named["bench (python)"] = psutil.Process(os.getpid())
+    named[BENCH] = psutil.Process(os.getpid())
     return named
 
 
@@ -95,7 +98,12 @@ def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) ->
     """The closed loop of confirmed checkouts, with the CPU every process spent on it."""
     shop = shop_processes(cluster)
     quiet(cluster)
-    idle = CpuAccount(processes_of(cluster), find_postmaster(cluster.database_url or ""), database_of(cluster))
+    idle = CpuAccount(
+        processes_of(cluster),
+        find_postmaster(cluster.database_url or ""),
+        database_of(cluster),
+        own_only=frozenset({BENCH}),
+    )
     idle.start()
     time.sleep(IDLE_SECONDS)
     idle_cpu = idle.stop()
@@ -107,7 +115,12 @@ def checkouts(cluster: Cluster, scenario: Scenario, args: argparse.Namespace) ->
         duration=args.duration,
         clients=args.checkout_clients,
     )
-    account = CpuAccount(processes_of(cluster), find_postmaster(cluster.database_url or ""), database_of(cluster))
+    account = CpuAccount(
+        processes_of(cluster),
+        find_postmaster(cluster.database_url or ""),
+        database_of(cluster),
+        own_only=frozenset({BENCH}),
+    )
     account.start()
     raw = drivers.run_checkouts(config)
     # What the saga still does after the last confirmation (events consumed, relays) is part of it.

@@ -64,10 +64,11 @@ def stat_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def total_seconds(process: psutil.Process) -> float:
-    """The process and its reaped children."""
+def total_seconds(process: psutil.Process, *, children: bool = True) -> float:
+    """The process and (unless `children` is False) its reaped children."""
     times = process.cpu_times()
-    return float(times.user + times.system + times.children_user + times.children_system)
+    own = times.user + times.system
+    return float(own + times.children_user + times.children_system if children else own)
 
 
 def find_postmaster(url: str) -> psutil.Process | None:
@@ -201,8 +202,12 @@ class CpuAccount:
         database: str,
         interval: float = 0.2,
         discover: float = 0.05,
+        own_only: frozenset[str] = frozenset(),
     ) -> None:
         self.processes = dict(processes)
+        # Processes whose reaped children are counted elsewhere (the bench itself: its load generator
+        # reports its own CPU and would otherwise be counted twice once it exits).
+        self.own_only = own_only
         self.postgres = PostgresSessions(postmaster, database) if postmaster else None
         self.interval = interval
         self.discover = discover
@@ -213,13 +218,16 @@ class CpuAccount:
         self._machine = 0.0
 
     def start(self) -> None:
-        self.baselines = {name: total_seconds(p) for name, p in self.processes.items()}
+        self.baselines = {name: self._seconds(name, p) for name, p in self.processes.items()}
         self._machine = machine_busy_seconds()
         self._started = time.monotonic()
         if self.postgres is not None:
             self.postgres.begin()
             self._sampler = threading.Thread(target=self._sample, name="cpu-sampler", daemon=True)
             self._sampler.start()
+
+    def _seconds(self, name: str, process: psutil.Process) -> float:
+        return total_seconds(process, children=name not in self.own_only)
 
     def _sample(self) -> None:
         assert self.postgres is not None
@@ -240,7 +248,7 @@ class CpuAccount:
         spent: dict[str, float] = {}
         for name, process in self.processes.items():
             try:
-                spent[name] = round((total_seconds(process) - self.baselines[name]) * 1000, 1)
+                spent[name] = round((self._seconds(name, process) - self.baselines[name]) * 1000, 1)
             except psutil.Error:
                 spent[name] = float("nan")  # it died in the window: its figure is unknown
         return {
