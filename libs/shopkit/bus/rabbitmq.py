@@ -12,22 +12,29 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustConnection,
+    ConnectionParameter,
 )
 from aio_pika.exceptions import DeliveryError
+from aiormq.connection import TCPTransportFactory, TLSTransportFactory, TransportFactory
+from yarl import URL
 
 from contracts import Envelope
 from shopkit.bus import BatchHandler, DeadLetterSink, Outgoing, TransportUnavailable
+from shopkit.sends import OneSendPerTurn
 
 log = logging.getLogger("shopkit.bus.rabbitmq")
 
 EXCHANGE = "shop.events"
 ATTEMPT_HEADER = "x-shop-attempt"
 PUBLISH_TIMEOUT = 10.0
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+_AT_A_TIME = aiormq.Connection.FRAME_BUFFER_SIZE
 
 
 async def _settle(outcome: Awaitable[None]) -> None:
@@ -38,6 +45,29 @@ async def _settle(outcome: Awaitable[None]) -> None:
         await outcome
     except Exception as exc:
         log.warning("could not settle a delivery; the broker will redeliver it", extra={"error": repr(exc)})
+
+
+class _OneSendPerTurnFactory(TransportFactory):
+    """aiormq writes every frame with a send of its own: a batch's acks, a relay's publishes and their
+    frames leave in one send per turn of the loop instead."""
+
+    def __init__(self, tls: bool) -> None:
+        self._opener = TLSTransportFactory() if tls else TCPTransportFactory()
+
+    async def create(self, url: URL, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await self._opener.create(url, **kwargs)
+        # StreamWriter has no public way to write through another transport; every write, drain and
+        # close goes through this attribute.
+        writer._transport = OneSendPerTurn(writer.transport, asyncio.get_running_loop())  # type: ignore[attr-defined, arg-type]
+        return reader, writer
+
+
+class _Connection(aio_pika.RobustConnection):
+    # aio-pika hands aiormq only the keyword arguments it declares.
+    PARAMETERS = (
+        *aio_pika.RobustConnection.PARAMETERS,
+        ConnectionParameter(name="transport_factory", parser=lambda value: value, is_kwarg=True),
+    )
 
 
 def retry_queue(queue: str, attempt: int) -> str:
@@ -72,7 +102,12 @@ class RabbitMQTransport:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.url, timeout=10)
+        # Built as connect_robust would, which puts every keyword argument into the URL's query.
+        connection = _Connection(
+            URL(self.url), transport_factory=_OneSendPerTurnFactory(tls=URL(self.url).scheme == "amqps")
+        )
+        await connection.connect(timeout=10)
+        self._connection = connection
         self._publish_channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await self._publish_channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
@@ -97,12 +132,20 @@ class RabbitMQTransport:
         return await self.publish_raw([Outgoing.of(envelope) for envelope in envelopes])
 
     async def publish_raw(self, messages: Sequence[Outgoing]) -> dict[str, str]:
-        if self._exchange is None or not self.is_connected:
+        if self._publish_channel is None or not self.is_connected:
             raise TransportUnavailable("not connected to RabbitMQ")
-        exchange = self._exchange
-        results = await asyncio.gather(
-            *(self._publish_one(exchange, message) for message in messages), return_exceptions=True
-        )
+        try:
+            channel = await self._publish_channel.get_underlay_channel()
+        except aiormq.exceptions.AMQPError as exc:
+            raise TransportUnavailable(f"publish failed: {exc!r}") from exc
+        results: list[BaseException | None] = []
+        # Side by side, as many at a time as aiormq's queue of frames holds: past it, each publish
+        # waits for room and they leave one per turn of the loop again.
+        for start in range(0, len(messages), _AT_A_TIME):
+            results += await asyncio.gather(
+                *(self._publish_one(channel, message) for message in messages[start : start + _AT_A_TIME]),
+                return_exceptions=True,
+            )
         failures: dict[str, str] = {}
         for message, result in zip(messages, results, strict=True):
             if isinstance(result, DeliveryError):
@@ -111,16 +154,25 @@ class RabbitMQTransport:
                 raise TransportUnavailable(f"publish failed: {result!r}") from result
         return failures
 
-    async def _publish_one(self, exchange: AbstractExchange, outgoing: Outgoing) -> None:
-        message = aio_pika.Message(
-            body=outgoing.body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=outgoing.id,
-            type=outgoing.type,
-        )
+    async def _publish_one(self, channel: aiormq.abc.AbstractChannel, outgoing: Outgoing) -> None:
+        # On aiormq's channel rather than aio-pika's exchange, for wait=False: with it each publish
+        # holds the channel's lock until its frames are written, so a batch goes out one publish per
+        # turn of the loop, each in a send of its own; the broker's confirm is still awaited.
         # mandatory=False: an event nobody consumes yet (OrderConfirmed, say) is not an error.
-        await exchange.publish(message, routing_key=outgoing.type, mandatory=False, timeout=PUBLISH_TIMEOUT)
+        await channel.basic_publish(
+            outgoing.body,
+            exchange=self.exchange_name,
+            routing_key=outgoing.type,
+            properties=aiormq.spec.Basic.Properties(
+                content_type="application/json",
+                delivery_mode=PERSISTENT,
+                message_id=outgoing.id,
+                message_type=outgoing.type,
+            ),
+            mandatory=False,
+            timeout=PUBLISH_TIMEOUT,
+            wait=False,  # type: ignore[call-arg]  # aiormq's abstract channel does not declare it
+        )
 
     async def declare(self, channel: AbstractChannel, queue: str, event_types: list[str]) -> Any:
         exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
@@ -207,10 +259,12 @@ class RabbitMQTransport:
             raise
         except Exception as exc:
             outcomes = [exc] * len(readable)
+        done = [message for (message, _), outcome in zip(readable, outcomes, strict=True) if outcome is None]
+        # Side by side: each ack waits for its frame to be written, and one after the other they would
+        # each take a turn of the loop and a send of their own.
+        await asyncio.gather(*(_settle(message.ack()) for message in done))
         for (message, _), outcome in zip(readable, outcomes, strict=True):
-            if outcome is None:
-                await _settle(message.ack())
-            else:
+            if outcome is not None:
                 await self._retry_or_dead_letter(channel, queue, message, outcome)
 
     async def _retry_or_dead_letter(

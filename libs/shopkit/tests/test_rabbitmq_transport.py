@@ -157,3 +157,43 @@ async def test_broker_restart_mid_stream_loses_nothing_and_applies_each_event_on
 def all_sent(db: Database) -> bool:
     with db.engine.connect() as connection:
         return {row.status for row in connection.execute(outbox.select())} == {SENT}
+
+
+async def test_publishes_and_the_acks_of_a_batch_leave_in_a_few_sends(
+    orders_db: Database, rabbit: RabbitMQTransport, bus_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiormq writes every frame with a send of its own; a relay's 50 publishes and a batch's acks
+    must not cost a send (and a segment for the broker to read) each."""
+    from asyncio import selector_events
+
+    sends = 0
+    real_write = selector_events._SelectorSocketTransport.write
+
+    def counting_write(self: object, data: bytes) -> None:
+        nonlocal sends
+        sends += 1
+        real_write(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting_write)
+    events = [cancelled() for _ in range(50)]
+    await rabbit.publish([new_envelope(event, producer="orders") for event in events])
+    assert sends <= 10, f"{sends} sends for 50 publishes"
+
+    queue = f"{bus_namespace}orders"
+    gate = asyncio.Event()
+    seen = 0
+
+    async def held_until_the_gate_opens(envelopes: Sequence[Envelope]) -> list[BaseException | None]:
+        nonlocal seen
+        await gate.wait()
+        seen += len(envelopes)
+        return [None] * len(envelopes)
+
+    await rabbit.subscribe(queue, ["OrderCancelled"], held_until_the_gate_opens)
+    await rabbit.publish([new_envelope(cancelled(), producer="orders") for _ in range(31)])
+    await asyncio.sleep(0.5)  # delivered to the consumer, held in its batches
+    sends = 0
+    gate.set()
+    await wait_until(lambda: seen == 31)
+    await asyncio.sleep(0.3)
+    assert sends <= 5, f"{sends} sends for the acks of 31 messages"

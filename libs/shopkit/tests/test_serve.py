@@ -9,7 +9,8 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from shopkit.serve import CoalescingHttpToolsProtocol, OneSendPerTurn
+from shopkit.sends import OneSendPerTurn
+from shopkit.serve import CoalescingHttpToolsProtocol
 
 pytestmark = pytest.mark.unit
 
