@@ -21,7 +21,7 @@ from payments.models import PayableOrder, Payment, utcnow
 from payments.providers.base import Checkout, OpenedPayment, PaymentProvider, ProviderRefused, ProviderUnavailable
 from shopkit import tracing
 from shopkit.auth import Principal
-from shopkit.problems import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from shopkit.problems import Conflict, NotFound, Problem, ServiceUnavailable, Unprocessable
 from shopkit.uow import UnitOfWork
 
 log = logging.getLogger("payments.starting")
@@ -117,29 +117,47 @@ def _claim_once_received(
 def _claim_with_retry(
     context: PaymentsContext, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider, key: str | None
 ) -> _Claimed:
+    key_taken = False
     for _ in range(3):
         with context.uow() as uow:
             try:
-                return _claim(uow, principal, order_id, provider, key)
+                return _claim(uow, principal, order_id, provider, key, key_taken=key_taken)
             except IntegrityError:
-                # A concurrent request with the same Idempotency-Key won the race: answer with its payment.
+                # A concurrent request with the same Idempotency-Key won the race (or this is a replay
+                # of an earlier request): answer with its payment.
                 uow.rollback()
+                key_taken = True
     raise Conflict("this payment request is being handled by another request; retry", retryable=True)
 
 
 def _claim(
-    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider, key: str | None
+    uow: UnitOfWork,
+    principal: Principal,
+    order_id: uuid.UUID,
+    provider: PaymentProvider,
+    key: str | None,
+    *,
+    key_taken: bool = False,
 ) -> _Claimed:
-    session = uow.session
-    if key:
-        existing = session.scalar(_WITH_KEY, {"user_id": principal.user_id, "key": key})
-        if existing is not None:
-            if existing.order_id != order_id or existing.provider != provider.name:
-                raise Conflict("this Idempotency-Key was already used for another payment request")
-            return _Claimed(StartedPayment(existing, created=False), None)
-    order = _payable_order(uow, principal, order_id, provider)
-    current = _close_other_open_payments(uow, order_id, provider.name)
+    """A new Idempotency-Key costs no read: the key is looked up only when the request cannot open a
+    payment (the key's unique index refused it, the order is no longer payable, an open payment
+    answers), since only then can an earlier request with it be the answer."""
+    if key and key_taken and (answered := _answer_by_key(uow, principal, order_id, provider, key)):
+        return answered
+    try:
+        order = _payable_order(uow, principal, order_id, provider)
+        current = _close_other_open_payments(uow, order_id, provider.name)
+    except Problem:
+        if key and (answered := _answer_by_key(uow, principal, order_id, provider, key)):
+            return answered
+        raise
     if current is not None:
+        if (
+            key
+            and current.idempotency_key != key
+            and (answered := _answer_by_key(uow, principal, order_id, provider, key))
+        ):
+            return answered
         return _Claimed(StartedPayment(current, created=False), None)
     payment = Payment(
         id=uuid.uuid4(),
@@ -152,7 +170,7 @@ def _claim(
         idempotency_key=key,
         traceparent=order.traceparent or tracing.current_traceparent(),
     )
-    session.add(payment)
+    uow.session.add(payment)
     checkout = Checkout(
         payment_id=payment.id,
         order_id=order.order_id,
@@ -163,6 +181,18 @@ def _claim(
     )
     uow.commit()
     return _Claimed(StartedPayment(payment, created=True), checkout)
+
+
+def _answer_by_key(
+    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider, key: str
+) -> _Claimed | None:
+    """The payment an earlier request with this Idempotency-Key started, if there is one."""
+    existing = uow.session.scalar(_WITH_KEY, {"user_id": principal.user_id, "key": key})
+    if existing is None:
+        return None
+    if existing.order_id != order_id or existing.provider != provider.name:
+        raise Conflict("this Idempotency-Key was already used for another payment request")
+    return _Claimed(StartedPayment(existing, created=False), None)
 
 
 def _payable_order(

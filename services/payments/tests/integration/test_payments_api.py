@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from shopkit.testing import local_http
 
@@ -70,6 +70,42 @@ def test_bkash_needs_bdt_and_idempotency_key_returns_the_first_payment(shop) -> 
     again = _post(shop, user, {"order_id": str(usd_order), "provider": "stripe"}, **{"Idempotency-Key": "k-1"})
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"] and first.json()["currency"] == "USD"
+
+
+def test_a_new_idempotency_key_costs_no_read_and_a_key_used_for_another_order_is_refused(shop) -> None:  # type: ignore[no-untyped-def]
+    """The key is looked up only when the request cannot open a payment: here a key used before for
+    another order (the key's unique index refuses the new payment). A replay is answered by the
+    order's open payment, which carries the key."""
+    user = uuid.uuid4()
+    order, other_order = shop.place_order(user), shop.place_order(user)
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, _parameters, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def reads_by_key() -> int:
+        found = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "idempotency_key =" in s]
+        statements.clear()
+        return len(found)
+
+    engine = shop.app.state.runtime.db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        body = {"order_id": str(order), "provider": "stripe"}
+        first = _post(shop, user, body, **{"Idempotency-Key": "fresh-1"})
+        first_reads = reads_by_key()
+        replay = _post(shop, user, body, **{"Idempotency-Key": "fresh-1"})
+        replay_reads = reads_by_key()
+        reuse = _post(
+            shop, user, {"order_id": str(other_order), "provider": "stripe"}, **{"Idempotency-Key": "fresh-1"}
+        )
+        reuse_reads = reads_by_key()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert first.status_code == 201 and first_reads == 0
+    assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"] and replay_reads == 0
+    assert reuse.status_code == 409 and "another payment request" in reuse.json()["detail"] and reuse_reads >= 1
 
 
 def test_provider_log_holds_every_exchange_without_secrets(shop) -> None:  # type: ignore[no-untyped-def]
