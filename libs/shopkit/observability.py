@@ -8,7 +8,8 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -88,6 +89,7 @@ class RequestContextMiddleware:
         max_body_bytes: int = 1_000_000,
         access_log: bool = False,
         max_in_flight: int = 0,
+        max_waiting: int = 0,
         always_admitted: tuple[str, ...] = (),
     ) -> None:
         self.app = app
@@ -97,6 +99,8 @@ class RequestContextMiddleware:
         self.max_in_flight = max_in_flight
         self.always_admitted = (*ALWAYS_ADMITTED, *always_admitted)
         self.in_flight = 0
+        self.max_waiting = max_waiting
+        self.waiting = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,6 +152,7 @@ class RequestContextMiddleware:
             )
             return
         self.in_flight += 1
+        admission = _admission.set(self)
         try:
             await self.app(scope, self._limited(receive), send_with_id)
         except BodyTooLarge:
@@ -160,6 +165,7 @@ class RequestContextMiddleware:
             log.exception("unhandled error", extra={"path": scope.get("path")})
             await _problem(500, "an unexpected error occurred; it has been logged")(scope, receive, send_with_id)
         finally:
+            _admission.reset(admission)
             self.in_flight -= 1
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
@@ -261,13 +267,48 @@ def health_router(checks: dict[str, ReadinessCheck], registry: CollectorRegistry
     return router
 
 
+# The middleware that admitted the request being handled (its in-flight count), for waiting_aside.
+_admission: contextvars.ContextVar[RequestContextMiddleware | None] = contextvars.ContextVar(
+    "shop_admission", default=None
+)
+
+
+@contextmanager
+def waiting_aside() -> Iterator[bool]:
+    """Around a wait that holds no thread nor database connection (a long poll between its reads): the
+    request is not in flight meanwhile, so that waiting customers do not turn the others away. Yields
+    False, leaving the request in flight, when `max_waiting` requests wait already: the caller answers
+    without waiting."""
+    middleware = _admission.get()
+    if middleware is None:
+        yield True
+        return
+    if middleware.max_waiting and middleware.waiting >= middleware.max_waiting:
+        yield False
+        return
+    middleware.in_flight -= 1
+    middleware.waiting += 1
+    try:
+        yield True
+    finally:
+        middleware.waiting -= 1
+        middleware.in_flight += 1
+
+
 def add_request_context(
-    app: FastAPI, *, service: str, max_body_bytes: int, max_in_flight: int = 0, always_admitted: tuple[str, ...] = ()
+    app: FastAPI,
+    *,
+    service: str,
+    max_body_bytes: int,
+    max_in_flight: int = 0,
+    max_waiting: int = 0,
+    always_admitted: tuple[str, ...] = (),
 ) -> None:
     app.add_middleware(
         RequestContextMiddleware,
         service=service,
         max_body_bytes=max_body_bytes,
         max_in_flight=max_in_flight,
+        max_waiting=max_waiting,
         always_admitted=always_admitted,
     )

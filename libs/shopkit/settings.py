@@ -40,6 +40,9 @@ class KitSettings(BaseSettings):
     # Requests a service takes at once (waiting for a thread included); beyond it 503 + Retry-After at
     # once rather than a wait longer than the gateway's (0: no limit).
     max_in_flight: int = 64
+    # Long polls (Prefer: wait) waiting at once; they hold no thread nor connection while they wait, so
+    # they are not in flight meanwhile. Beyond it a wait is not granted (answered at once, Retry-After).
+    max_waiting: int = 1000
     amqp_url: str | None = None
     amqp_prefetch: int = 100
     # Prefix of the exchange and queue names: lets test runs share one broker without seeing each other.

@@ -45,6 +45,7 @@ def create_service_app(
         service=runtime.name,
         max_body_bytes=settings.max_body_bytes,
         max_in_flight=settings.max_in_flight,
+        max_waiting=settings.max_waiting,
         always_admitted=always_admitted,
     )
     app.include_router(health_router({"database": runtime.check_database, "broker": runtime.check_broker}))

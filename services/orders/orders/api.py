@@ -18,6 +18,7 @@ from orders.domain import OrderStatus, RequestedLine
 from orders.schemas import OrderOut, OrderPage, PlaceOrderIn, ShipIn
 from orders.settings import OrdersSettings
 from shopkit.auth import Principal, current_principal, require_admin
+from shopkit.observability import waiting_aside
 from shopkit.openapi import depends_on, problems
 from shopkit.prefer import preferred_wait
 from shopkit.uow import UnitOfWork
@@ -110,8 +111,13 @@ async def get_order(
             left = deadline - loop.time()
             if answer.status_code != 304 or left <= 0:
                 break
-            # Read again now and then even if not woken: the change may be committed by another replica.
-            await change.wait_async(min(left, WAIT_RECHECK))
+            with waiting_aside() as granted:
+                if not granted:
+                    # Too many wait already: no wait applied, and a hint not to ask again at once.
+                    answer.headers["Retry-After"] = "1"
+                    return answer
+                # Read again now and then even if not woken: another replica may commit the change.
+                await change.wait_async(min(left, WAIT_RECHECK))
     answer.headers["Preference-Applied"] = f"wait={wait:.0f}"
     return answer
 

@@ -122,7 +122,10 @@ async function waitTerminal(ctx, token, record, paidAt) {
       return;
     }
     if (answer.status === 200 || answer.status === 304) etag = answer.headers?.etag || etag;
-    if (!etag || ctx.config.long_poll_s <= 0) {
+    if (answer.status === 304 && answer.headers?.['retry-after']) {
+      // The wait was not granted (too many wait already): asked to come back later, not at once.
+      await sleep(retryAfterMs(answer));
+    } else if (!etag || ctx.config.long_poll_s <= 0) {
       await sleep(pause);
       pause = Math.min(pause * 1.5, ctx.config.poll_max_ms);
     }

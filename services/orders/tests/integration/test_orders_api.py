@@ -431,3 +431,34 @@ def test_an_order_changed_by_the_saga_wakes_its_long_poll(settings, catalog, hea
             answer = poll.result(timeout=15)
         assert answer.status_code == 200 and answer.json()["status"] == "paid"
         assert time.monotonic() - paid_at < 5.0  # the re-read is 10 s away
+
+
+def test_waiting_long_polls_do_not_fill_the_in_flight_cap_and_past_their_own_cap_are_not_granted(
+    settings, catalog, headers
+):
+    """A long poll waits with no thread and no database connection: counted in flight, a few customers
+    waiting for their confirmations would turn everyone else away with 503s for up to 20 s. Past
+    SHOP_MAX_WAITING waits at once, a wait is not granted: 304 at once, with Retry-After."""
+    owner = uuid.uuid4()
+    capped = settings.model_copy(update={"max_in_flight": 3, "max_waiting": 4})
+    with ServerThread(create_app(capped, catalog_app=catalog.app)) as server:
+        url = f"{server.url}/api/orders"
+        order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
+        etag = local_http.get(f"{url}/{order['id']}", headers=headers(owner)).headers["etag"]
+        waiting = {**headers(owner), "If-None-Match": etag, "Prefer": "wait=5"}
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            polls = []
+            for _ in range(4):  # one after the other: each reads (in flight) before it waits (aside)
+                polls.append(pool.submit(local_http.get, f"{url}/{order['id']}", headers=waiting, timeout=20))
+                time.sleep(0.3)
+            assert not any(poll.done() for poll in polls)  # all four wait
+            read = local_http.get(f"{url}/{order['id']}", headers=headers(owner))
+            refused = local_http.get(f"{url}/{order['id']}", headers=waiting, timeout=20)
+            assert not any(poll.done() for poll in polls)
+            answers = [poll.result(timeout=15) for poll in polls]
+
+    assert read.status_code == 200  # four waits in flight, the cap three: still admitted
+    assert refused.status_code == 304 and refused.headers["retry-after"] == "1"
+    assert "preference-applied" not in refused.headers
+    assert [a.status_code for a in answers] == [304] * 4
+    assert all(a.headers["preference-applied"] == "wait=5" for a in answers)
