@@ -285,3 +285,36 @@ def test_a_retry_after_the_provider_could_not_open_the_payment_opens_a_new_one(s
     assert _start(svc, user, order_id, key="k-1").payment.id == retried.payment.id
     statuses = sorted(row.status for row in svc.rows("SELECT status FROM payments"))
     assert statuses == ["failed", "initiated"]
+
+
+def test_a_wave_of_cancelled_orders_is_closed_at_the_provider_several_at_once(svc: Payments, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Orders cancelled by their payment timeout while the shop was overloaded come in waves: closing
+    their payments one provider round trip after the other would hold the refunds behind them."""
+    user = uuid.uuid4()
+    references = []
+    for _ in range(6):
+        order_id = svc.place_order(user)
+        references.append(_start(svc, user, order_id).payment.provider_reference)
+        svc.deliver(OrderCancelled(order_id=order_id, user_id=user, reason="payment timeout"))
+    at_once = most = 0
+    lock = threading.Lock()
+    closed: list[str] = []
+    recorded = svc.stripe.cancel
+
+    def slow_cancel(reference: str) -> None:
+        nonlocal at_once, most
+        with lock:
+            at_once += 1
+            most = max(most, at_once)
+        time.sleep(0.2)  # the provider's round trip
+        with lock:
+            at_once -= 1
+            closed.append(reference)
+        recorded(reference)
+
+    monkeypatch.setattr(svc.stripe, "cancel", slow_cancel)
+    svc.drain()
+
+    assert sorted(closed) == sorted(references)  # each once
+    assert most >= 2
+    assert [row.provider_cancel_due_at for row in svc.rows("SELECT provider_cancel_due_at FROM payments")] == [None] * 6
