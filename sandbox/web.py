@@ -92,6 +92,9 @@ def page(title: str, body: str) -> str:
     )
 
 
+KEEP_ALIVE_SECONDS = 75
+
+
 def run_cli(description: str, create_app: Callable[[], ASGIApp], default_port: int) -> None:
     """`python -m sandbox.<provider>_sandbox [--host H] [--port P] [--access-log]`."""
     parser = argparse.ArgumentParser(description=description)
@@ -101,4 +104,13 @@ def run_cli(description: str, create_app: Callable[[], ASGIApp], default_port: i
     # Off by default, like the services': a log line per request is CPU the benchmark would measure.
     parser.add_argument("--access-log", action="store_true")
     args = parser.parse_args()
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    uvicorn.run(
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        # uvicorn's 5 s default closes idle connections before browsers and pooled clients drop them,
+        # and a customer reusing one at that moment reads a reset instead of the payment page.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )

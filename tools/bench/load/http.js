@@ -6,7 +6,7 @@ const http = require('node:http');
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
 
-function once(method, url, headers, payload, timeoutMs) {
+function once(method, url, headers, payload, timeoutMs, pooled = true) {
   return new Promise((resolve) => {
     const target = new URL(url);
     const options = {
@@ -15,7 +15,8 @@ function once(method, url, headers, payload, timeoutMs) {
       port: target.port,
       path: target.pathname + target.search,
       headers: payload ? { ...headers, 'content-length': payload.length } : headers,
-      agent,
+      // agent: false is a connection of its own, not another kept-alive one that may be as stale.
+      agent: pooled ? agent : false,
     };
     let settled = false;
     const finish = (answer) => {
@@ -51,7 +52,7 @@ function once(method, url, headers, payload, timeoutMs) {
 async function request(method, url, { headers = {}, body = null, timeoutMs = 30000 } = {}) {
   const payload = body === null ? null : Buffer.from(body);
   const answer = await once(method, url, headers, payload, timeoutMs);
-  return answer.stale ? once(method, url, headers, payload, timeoutMs) : answer;
+  return answer.stale ? once(method, url, headers, payload, timeoutMs, false) : answer;
 }
 
 function sleep(ms) {
