@@ -10,8 +10,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 import stripe
+import urllib3
 
 from payments.audit import ProviderLog
 from payments.domain import from_minor_units, to_minor_units
@@ -37,18 +37,22 @@ MAX_EVENT_PAGES = 100
 PAID_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 # Stripe's errors that a retry can cure; the others are refusals.
 TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+POOL_SIZE = 16
 
 
 class LoggedHTTPClient(stripe.HTTPClient):
-    """The library's transport: one httpx client with timeouts for the process, filing every raw
-    exchange in the provider log."""
+    """The library's transport: one pool of kept-alive connections with timeouts for the process,
+    filing every raw exchange in the provider log. No retries here: the library retries, with its
+    idempotency keys."""
 
-    name = "shop-httpx"
+    name = "shop-urllib3"
 
     def __init__(self, audit: ProviderLog, timeout: float) -> None:
         super().__init__()
         self._audit = audit
-        self._client = httpx.Client(timeout=timeout)
+        # One connection per thread that calls at once (request threads and the provider-call lanes);
+        # past that a connection is opened for the call and not kept.
+        self._pool = urllib3.PoolManager(maxsize=POOL_SIZE, timeout=urllib3.Timeout(total=timeout), retries=False)
 
     def request(  # type: ignore[override]
         self, method: str, url: str, headers: Any, post_data: Any = None
@@ -57,15 +61,18 @@ class LoggedHTTPClient(stripe.HTTPClient):
         body = post_data.encode() if isinstance(post_data, str) else post_data
         operation = f"{method.upper()} {urlsplit(url).path}"
         try:
-            response = self._client.request(method, url, headers=headers, content=body)
-        except httpx.HTTPError as exc:
+            response = self._pool.request(method.upper(), url, headers=headers, body=body)
+        except urllib3.exceptions.HTTPError as exc:
             self._audit.outbound(NAME, operation, url, headers, post_data, {"error": repr(exc)}, None)
             raise stripe.APIConnectionError(f"Stripe could not be reached: {exc!r}", should_retry=True) from exc
-        self._audit.outbound(NAME, operation, url, headers, post_data, response.text, response.status_code)
-        return response.content, response.status_code, response.headers
+        content = response.data
+        self._audit.outbound(
+            NAME, operation, url, headers, post_data, content.decode("utf-8", "replace"), response.status
+        )
+        return content, response.status, response.headers
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.clear()
 
 
 class StripeProvider:
