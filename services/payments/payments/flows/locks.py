@@ -5,6 +5,7 @@ that happens to one order (two successes, a cancellation racing a webhook)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, select
@@ -31,6 +32,26 @@ _LOCK_PAYMENT = (
 _WITH_REFERENCE = select(Payment.id, Payment.order_id).where(
     Payment.provider == bindparam("provider"), Payment.provider_reference == bindparam("reference")
 )
+_WITH_REFERENCES = select(Payment.id, Payment.order_id, Payment.provider_reference).where(
+    Payment.provider == bindparam("provider"),
+    Payment.provider_reference.in_(bindparam("references", expanding=True)),
+)
+_LOCK_ORDERS = (
+    select(PayableOrder)
+    .where(PayableOrder.order_id.in_(bindparam("order_ids", expanding=True)))
+    .order_by(PayableOrder.order_id)
+    .with_for_update()
+)
+_LOCK_PAYMENTS = (
+    select(Payment)
+    .where(Payment.id.in_(bindparam("payment_ids", expanding=True)))
+    .order_by(Payment.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+# (provider, provider reference) -> the payment and its order, locked.
+Locked = dict[tuple[str, str], tuple[PayableOrder | None, Payment]]
 
 
 def lock_payment(
@@ -45,6 +66,29 @@ def lock_payment(
 
 def lock_order(session: Session, order_id: uuid.UUID) -> PayableOrder | None:
     return session.scalars(_LOCK_ORDER, {"order_id": order_id}).one_or_none()
+
+
+def lock_payments_with_references(session: Session, provider: str, references: Collection[str]) -> Locked:
+    """Several payments by their provider references, locked as lock_payment locks one: their orders
+    first (in the order of their ids, as every batch locks them), then the payments. Three reads for a
+    batch of verdicts instead of three for each."""
+    if not references:
+        return {}
+    keys = session.execute(_WITH_REFERENCES, {"provider": provider, "references": sorted(references)}).all()
+    if not keys:
+        return {}
+    orders = {
+        order.order_id: order
+        for order in session.scalars(_LOCK_ORDERS, {"order_ids": sorted({key.order_id for key in keys})})
+    }
+    payments = {
+        payment.id: payment for payment in session.scalars(_LOCK_PAYMENTS, {"payment_ids": [key.id for key in keys]})
+    }
+    return {
+        (provider, key.provider_reference): (orders.get(key.order_id), payments[key.id])
+        for key in keys
+        if key.id in payments
+    }
 
 
 def payment_with_reference(session: Session, provider: str, reference: str) -> PaymentKey | None:

@@ -10,6 +10,8 @@ that cannot take it (cancelled, already paid) is refunded at once and never repo
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Iterable
 
 from contracts import OrderLine, PaymentFailed, PaymentSucceeded
 from payments.domain import (
@@ -23,7 +25,7 @@ from payments.domain import (
     same_money,
 )
 from payments.flows import ledger
-from payments.flows.locks import lock_payment, payment_with_reference
+from payments.flows.locks import Locked, lock_payment, lock_payments_with_references, payment_with_reference
 from payments.models import PayableOrder, Payment
 from payments.providers.base import Outcome, ProviderVerdict
 from shopkit import tracing
@@ -32,16 +34,37 @@ from shopkit.uow import UnitOfWork
 log = logging.getLogger("payments.outcomes")
 
 
-def apply_verdict(uow: UnitOfWork, verdict: ProviderVerdict) -> str:
-    """Apply what a provider says; returns what was done, for the event's or the log's record."""
+def lock_for_verdicts(uow: UnitOfWork, verdicts: Iterable[ProviderVerdict]) -> Locked:
+    """The payments a batch of verdicts applies to, with their orders, locked in one go (apply_verdict
+    then takes them from here)."""
+    references: dict[str, set[str]] = defaultdict(set)
+    for verdict in verdicts:
+        # As apply_verdict below: only these name a payment by the reference the shop created.
+        if verdict.outcome not in (Outcome.UNKNOWN, Outcome.REFUNDED) and verdict.reference:
+            references[verdict.provider].add(verdict.reference)
+    locked: Locked = {}
+    for provider, of_provider in sorted(references.items()):
+        locked |= lock_payments_with_references(uow.session, provider, of_provider)
+    return locked
+
+
+def apply_verdict(uow: UnitOfWork, verdict: ProviderVerdict, locked: Locked | None = None) -> str:
+    """Apply what a provider says; returns what was done, for the event's or the log's record.
+    `locked`: from lock_for_verdicts, in this transaction, when a batch of verdicts is applied."""
     if verdict.outcome is Outcome.UNKNOWN:
         return f"no trustworthy answer ({verdict.detail}): nothing changed"
     if verdict.outcome is Outcome.REFUNDED:
         return ledger.record_provider_refunds(uow, verdict)
     if not verdict.reference:
         return "ignored: the provider named no payment of ours"
-    key = payment_with_reference(uow.session, verdict.provider, verdict.reference)
-    order, payment = lock_payment(uow.session, key.id, key.order_id) if key else (None, None)
+    order: PayableOrder | None
+    payment: Payment | None
+    found = locked.get((verdict.provider, verdict.reference)) if locked is not None else None
+    if found is not None:
+        order, payment = found
+    else:
+        key = payment_with_reference(uow.session, verdict.provider, verdict.reference)
+        order, payment = lock_payment(uow.session, key.id, key.order_id) if key else (None, None)
     if payment is None:
         return "ignored: no payment has this provider reference"
     # The provider's word arrives with no trace of its own (a webhook, a callback, a sweep): it is

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from payments.context import Lane, PaymentsContext, wake_after_commit
 from payments.flows import ledger
-from payments.flows.outcomes import apply_verdict
+from payments.flows.locks import Locked
+from payments.flows.outcomes import apply_verdict, lock_for_verdicts
 from payments.models import WebhookEvent, as_utc, utcnow
-from payments.providers.base import WebhookRejected
+from payments.providers.base import ProviderVerdict, WebhookRejected
 from shopkit.db import Database, upsert_insert
 from shopkit.problems import ServiceUnavailable
 from shopkit.uow import UnitOfWork
@@ -145,8 +146,14 @@ def _apply_pending(context: PaymentsContext) -> int:
         if not rows:
             return 0
         try:
-            for row in rows:
-                _apply(context, uow, row)
+            verdicts = [_verdict(context, row) for row in rows]
+            locked = lock_for_verdicts(uow, [verdict for verdict in verdicts if verdict is not None])
+            now = utcnow()
+            marks = [
+                {"event_row_id": row.id, "now": now, "outcome": _apply(uow, verdict, locked)}
+                for row, verdict in zip(rows, verdicts, strict=True)
+            ]
+            uow.session.connection().execute(_APPLIED, marks)
             context.commit(uow)
             return len(rows)
         except Exception:
@@ -162,23 +169,27 @@ def _apply_alone(context: PaymentsContext, event_row_id: uuid.UUID) -> None:
         if row is None:  # applied meanwhile (another replica), or being applied
             return
         try:
-            _apply(context, uow, row)
+            outcome = _apply(uow, _verdict(context, row))
+            uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
             context.commit(uow)
         except Exception as exc:
             uow.rollback()
             _retry_later(context, row.id, exc)
 
 
-def _apply(context: PaymentsContext, uow: UnitOfWork, row: Any) -> None:
+def _verdict(context: PaymentsContext, row: Any) -> ProviderVerdict | None:
     stripe = context.providers.stripe
     payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
-    verdict = stripe.verdict_of_event(payload) if row.provider == stripe.name else None
-    outcome = apply_verdict(uow, verdict) if verdict else "ignored: not an event the shop acts on"
+    return stripe.verdict_of_event(payload) if row.provider == stripe.name else None
+
+
+def _apply(uow: UnitOfWork, verdict: ProviderVerdict | None, locked: Locked | None = None) -> str:
+    outcome = apply_verdict(uow, verdict, locked) if verdict else "ignored: not an event the shop acts on"
     if outcome == ledger.NO_PAYMENT_FOR_TRANSACTION:
         # A refund delivered before the success it refunds (reversed or late deliveries): the success
         # may come, so this waits and is tried again, as a failure would be.
         raise LookupError(f"no payment has this transaction yet ({verdict and verdict.transaction_id})")
-    uow.session.execute(_APPLIED, {"event_row_id": row.id, "now": utcnow(), "outcome": outcome})
+    return outcome
 
 
 def _retry_later(context: PaymentsContext, event_row_id: uuid.UUID, exc: Exception) -> None:

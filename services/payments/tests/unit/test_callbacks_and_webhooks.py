@@ -289,3 +289,35 @@ def test_new_payments_wait_while_acknowledged_webhooks_wait_too_long(svc: Paymen
     assert stripe_webhooks.process_stored_events(svc.context) == 1
     starting.start_payment(context, customer(user), svc.place_order(user), "stripe", None)
     assert len(svc.rows("SELECT id FROM payments")) == 3
+
+
+def test_a_batch_of_events_finds_and_locks_its_payments_and_orders_in_three_reads(svc: Payments) -> None:
+    payments = []
+    for _ in range(5):
+        user = uuid.uuid4()
+        payments.append(
+            starting.start_payment(svc.context, customer(user), svc.place_order(user), "stripe", None).payment
+        )
+    bodies = [_completed(payment) for payment in payments]
+    bodies.append(_completed(payments[0]))  # the same payment twice in the batch: applied once
+    for body in bodies:
+        stripe_webhooks.receive_stripe_webhook(svc.context, body.encode(), _signed(svc, body), "http://shop/w")
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement.lstrip())
+
+    event.listen(svc.db.engine, "before_cursor_execute", record)
+    try:
+        assert stripe_webhooks.process_stored_events(svc.context) == 6
+    finally:
+        event.remove(svc.db.engine, "before_cursor_execute", record)
+
+    reads = [s for s in statements if s.startswith("SELECT") and ("FROM payments" in s or "FROM payable_orders" in s)]
+    assert len(reads) == 3, reads  # was three for each event
+    marks = [s for s in statements if s.startswith("UPDATE webhook_events")]
+    assert len(marks) == 1  # one statement for the batch's marks
+    assert [svc.payment(p.id).status for p in payments] == [PaymentStatus.SUCCEEDED] * 5
+    assert len(svc.events("PaymentSucceeded")) == 5
+    outcomes = sorted(row.outcome for row in svc.rows("SELECT outcome FROM webhook_events"))
+    assert outcomes == ["payment already succeeded"] + ["payment succeeded"] * 5
