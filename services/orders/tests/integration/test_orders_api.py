@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -379,14 +380,19 @@ def test_an_order_read_again_unchanged_is_304_and_changed_is_200(client, catalog
     assert stranger.status_code == 404  # an ETag tells nothing about someone else's order
 
 
+def _placed_with_etag(url: str, catalog: Any, owner: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """An order placed by the owner of these headers, and the ETag its first read answers."""
+    order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=owner).json()
+    return order, local_http.get(f"{url}/{order['id']}", headers=owner).headers["etag"]
+
+
 def test_a_long_poll_answers_when_the_order_changes_not_when_its_wait_ends(settings, catalog, headers, monkeypatch):
     # Re-reads 10 s apart: only the commit's wake-up can answer within the bounds below.
     monkeypatch.setattr(orders_api, "WAIT_RECHECK", 10.0)
     owner = uuid.uuid4()
     with ServerThread(create_app(settings, catalog_app=catalog.app)) as server:
         url = f"{server.url}/api/orders"
-        order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
-        etag = local_http.get(f"{url}/{order['id']}", headers=headers(owner)).headers["etag"]
+        order, etag = _placed_with_etag(url, catalog, headers(owner))
         waiting = {**headers(owner), "If-None-Match": etag, "Prefer": "wait=10"}
 
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -420,8 +426,7 @@ def test_an_order_changed_by_the_saga_wakes_its_long_poll(settings, catalog, hea
     app = create_app(settings, catalog_app=catalog.app)
     with ServerThread(app) as server:
         url = f"{server.url}/api/orders"
-        order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
-        etag = local_http.get(f"{url}/{order['id']}", headers=headers(owner)).headers["etag"]
+        order, etag = _placed_with_etag(url, catalog, headers(owner))
         waiting = {**headers(owner), "If-None-Match": etag, "Prefer": "wait=10"}
         with ThreadPoolExecutor(max_workers=1) as pool:
             poll = pool.submit(local_http.get, f"{url}/{order['id']}", headers=waiting, timeout=20)
@@ -443,8 +448,7 @@ def test_waiting_long_polls_do_not_fill_the_in_flight_cap_and_past_their_own_cap
     capped = settings.model_copy(update={"max_in_flight": 3, "max_waiting": 4})
     with ServerThread(create_app(capped, catalog_app=catalog.app)) as server:
         url = f"{server.url}/api/orders"
-        order = local_http.post(url, json=one_item(catalog.add("3.00")), headers=headers(owner)).json()
-        etag = local_http.get(f"{url}/{order['id']}", headers=headers(owner)).headers["etag"]
+        order, etag = _placed_with_etag(url, catalog, headers(owner))
         waiting = {**headers(owner), "If-None-Match": etag, "Prefer": "wait=5"}
         with ThreadPoolExecutor(max_workers=4) as pool:
             polls = []
