@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from contracts import EVENT_TYPES, Envelope, EventData
 from shopkit import tracing
 from shopkit.db import Database
-from shopkit.inbox import record_new
+from shopkit.inbox import record_new_handled
 from shopkit.uow import UnitOfWork, unit_of_work
 
 log = logging.getLogger("shopkit.consumer")
@@ -179,14 +179,15 @@ class EventDispatcher:
             return envelope.model_copy(update={"traceparent": traceparent})
 
     def _record_inbox(self, uow: UnitOfWork, deliveries: list[_Delivery]) -> set[tuple[str, uuid.UUID]]:
-        fresh: set[tuple[str, uuid.UUID]] = set()
-        for registration in self.handlers:
-            mine = [(d.envelope.id, d.envelope.type) for d in deliveries if d.envelope.type == registration.event.TYPE]
-            if mine:
-                new = record_new(uow.session, registration.name, mine)
-                if len(new) < len(mine):
-                    log.info(
-                        "duplicate events skipped", extra={"handler": registration.name, "count": len(mine) - len(new)}
-                    )
-                fresh.update((registration.name, event_id) for event_id in new)
+        """One inbox statement for the batch, whatever handlers its events go to."""
+        handled = [
+            (registration.name, d.envelope.id, d.envelope.type)
+            for registration in self.handlers
+            for d in deliveries
+            if d.envelope.type == registration.event.TYPE
+        ]
+        fresh = record_new_handled(uow.session, handled)
+        if len(fresh) < len(handled):
+            skipped = sorted({handler for handler, event_id, _ in handled if (handler, event_id) not in fresh})
+            log.info("duplicate events skipped", extra={"handlers": skipped, "count": len(handled) - len(fresh)})
         return fresh

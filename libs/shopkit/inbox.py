@@ -29,25 +29,34 @@ inbox = Table(
 
 def record_new(session: Session, handler: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
     """Record that `handler` handles these (event id, event type) pairs, in one statement. Returns the
-    ids it had not handled before: only those are to be applied.
+    ids it had not handled before: only those are to be applied."""
+    return {event_id for _, event_id in record_new_handled(session, [(handler, i, t) for i, t in events])}
+
+
+def record_new_handled(session: Session, handled: Sequence[tuple[str, uuid.UUID, str]]) -> set[tuple[str, uuid.UUID]]:
+    """Record (handler, event id, event type) triples, whatever their handlers, in one statement. Returns
+    the (handler, event id) pairs not handled before: only those are to be applied.
 
     On PostgreSQL a concurrent duplicate waits on the first one's row lock and then sees the conflict,
     so two deliveries racing each other still apply once."""
-    if not events:
+    if not handled:
         return set()
     now = datetime.now(UTC)
-    # In event id order: two batches recording the same redelivered events queue on them in one
-    # sequence instead of each holding one the other waits for.
-    rows = [{"event_id": i, "handler": handler, "event_type": t, "handled_at": now} for i, t in sorted(events)]
+    # In key order: two batches recording the same redelivered events queue on them in one sequence
+    # instead of each holding one the other waits for.
+    rows = [
+        {"event_id": i, "handler": h, "event_type": t, "handled_at": now}
+        for i, h, t in sorted((i, h, t) for h, i, t in handled)
+    ]
     connection = session.connection()
-    return set(connection.execute(_record_statement(connection.dialect.name), rows).scalars())
+    return {(row.handler, row.event_id) for row in connection.execute(_record_statement(connection.dialect.name), rows)}
 
 
 @lru_cache(maxsize=4)
 def _record_statement(dialect: str) -> Any:
     """Built once per dialect and given the rows as parameters (SQLAlchemy sends them as one multi-row
     INSERT): `.values(rows)` made a new statement to compile for every batch."""
-    return upsert_insert(dialect, inbox).on_conflict_do_nothing().returning(inbox.c.event_id)
+    return upsert_insert(dialect, inbox).on_conflict_do_nothing().returning(inbox.c.handler, inbox.c.event_id)
 
 
 def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler: str) -> bool:

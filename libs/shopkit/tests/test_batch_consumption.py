@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -105,6 +106,46 @@ def test_a_redelivered_batch_and_duplicates_within_a_batch_change_nothing(orders
     assert dispatcher.handle_batch([*batch, batch[0], batch[2]]) == [None] * 7
     assert dispatcher.handle_batch(list(reversed(batch))) == [None] * 5
     assert applied(orders_db) == 5
+
+
+@pytest.mark.parametrize("database", ["orders_db", "sqlite_db"])
+def test_a_batch_for_several_handlers_records_its_inbox_in_one_statement_per_handler_and_event(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    db: Database = request.getfixturevalue(database)
+    seen: list[tuple[str, uuid.UUID]] = []
+    handlers = EventHandlers()
+    handlers.add(OrderCancelled, on_order_cancelled, name="order-cancelled")
+    handlers.add(OrderCancelled, lambda e, uow: seen.append(("audit", e.order_id)), name="order-cancelled-audit")
+    handlers.add_batch(OrderConfirmed, lambda es, uow: seen.extend(("confirmed", e.order_id) for e in es), name="conf")
+    cancellations = envelopes(3)
+    confirmations = [
+        new_envelope(
+            OrderConfirmed(order_id=uuid.uuid4(), user_id=uuid.uuid4(), total_amount="1.00", currency="BDT"),
+            producer="orders",
+        )
+        for _ in range(2)
+    ]
+    # One handler of the first cancellation handled it already (a redelivery after a partial failure).
+    with db.engine.begin() as connection:
+        connection.execute(
+            inbox.insert().values(
+                event_id=cancellations[0].id,
+                handler="order-cancelled",
+                event_type=OrderCancelled.TYPE,
+                handled_at=datetime.now(UTC),
+            )
+        )
+    dispatcher = EventDispatcher(db, handlers)
+
+    with StatementLog(db) as log:
+        assert dispatcher.handle_batch([*cancellations, *confirmations]) == [None] * 5
+    assert log.count("INSERT INTO inbox") == 1  # was one per handler
+    assert applied(db) == 2  # the first cancellation's own handler had handled it
+    assert Counter(kind for kind, _ in seen) == {"audit": 3, "confirmed": 2}
+
+    assert dispatcher.handle_batch([*confirmations, *cancellations]) == [None] * 5  # redelivered
+    assert applied(db) == 2 and len(seen) == 5
 
 
 def test_a_batch_handler_gets_its_events_in_arrival_order_and_answers_each_with_its_causation(
