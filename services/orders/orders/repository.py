@@ -232,14 +232,23 @@ def store(session: Session, order: Order | Row[Any], decision: Decision, now: da
     """Write what the decision changed into the locked row (an ORM object, or a Core row by an UPDATE),
     and its timeline entries."""
     changes = _changed_columns(state_of(order), decision.state, now)
+    connection = session.connection()
+    if changes and decision.timeline and not isinstance(order, Order) and connection.dialect.name == "postgresql":
+        # Both in one statement (the timeline INSERT as a CTE of the UPDATE): every saga event moves
+        # an order and adds to its timeline, and each statement is a round trip under the row's lock.
+        params = {**changes, "order_id_": order.id, "at_": now}
+        for index, entry in enumerate(decision.timeline):
+            params[f"status_{index}"], params[f"reason_{index}"] = entry.status.value, entry.reason
+        connection.execute(_update_with_timeline(tuple(changes), len(decision.timeline)), params)
+        return
     if changes:
         if isinstance(order, Order):
             for column, value in changes.items():
                 setattr(order, column, value)
         else:
-            session.connection().execute(_update_of(tuple(changes)), {**changes, "order_id_": order.id})
+            connection.execute(_update_of(tuple(changes)), {**changes, "order_id_": order.id})
     if decision.timeline:
-        session.connection().execute(
+        connection.execute(
             _INSERT_TIMELINE,
             [
                 {"order_id": order.id, "status": n.status.value, "reason": n.reason, "at": now}
@@ -263,6 +272,32 @@ def _update_of(columns: tuple[str, ...]) -> Any:
             .values({column: bindparam(column, type_=orders_table.c[column].type) for column in columns})
         )
         _UPDATES[columns] = statement
+    return statement
+
+
+_UPDATES_WITH_TIMELINE: dict[tuple[tuple[str, ...], int], Any] = {}
+
+
+def _update_with_timeline(columns: tuple[str, ...], entries: int) -> Any:
+    statement = _UPDATES_WITH_TIMELINE.get((columns, entries))
+    if statement is None:
+        timeline = (
+            insert(events_table)
+            .values(
+                [
+                    {
+                        "order_id": bindparam("order_id_"),
+                        "status": bindparam(f"status_{index}"),
+                        "reason": bindparam(f"reason_{index}"),
+                        "at": bindparam("at_"),
+                    }
+                    for index in range(entries)
+                ]
+            )
+            .cte("timeline")
+        )
+        statement = _update_of(columns).add_cte(timeline)
+        _UPDATES_WITH_TIMELINE[(columns, entries)] = statement
     return statement
 
 

@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import event
 
 from contracts import (
     OrderLine,
@@ -278,3 +279,26 @@ def test_event_for_an_unknown_order_is_ignored(deliver, db_rows, place):
     ghost = {"id": str(uuid.uuid4()), "total_amount": "1.00", "currency": "BDT", "items": []}
     deliver(env(paid(ghost, uuid.uuid4())))
     assert db_rows("SELECT count(*) AS n FROM orders.orders")[0].n == 1
+
+
+def test_a_saga_event_moves_the_order_and_adds_its_timeline_entry_in_one_statement(client, place, deliver, state):
+    order = place()
+    payment_id = uuid.uuid4()
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    engine = client.app.state.runtime.db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        deliver(env(paid(order, payment_id)))
+        deliver(env(committed(order, payment_id)))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    writes = [s for s in statements if "order_events" in s or s.startswith("UPDATE orders")]
+    assert len(writes) == 2, writes  # one per event: an UPDATE carrying its timeline INSERT (two before)
+    assert all(s.startswith("WITH timeline AS (INSERT INTO order_events") for s in writes)
+    assert state(order["id"])["statuses"] == ["pending_payment", "paid", "confirmed"]
+    assert state(order["id"])["status"] == "confirmed"
