@@ -233,13 +233,18 @@ def store(session: Session, order: Order | Row[Any], decision: Decision, now: da
     and its timeline entries."""
     changes = _changed_columns(state_of(order), decision.state, now)
     connection = session.connection()
-    if changes and decision.timeline and not isinstance(order, Order) and connection.dialect.name == "postgresql":
-        # Both in one statement (the timeline INSERT as a CTE of the UPDATE): every saga event moves
-        # an order and adds to its timeline, and each statement is a round trip under the row's lock.
+    if (
+        changes
+        and len(decision.timeline) == 1
+        and not isinstance(order, Order)
+        and connection.dialect.name == "postgresql"
+    ):
+        # Both in one statement (the timeline INSERT as a CTE of the UPDATE): nearly every saga event
+        # moves an order and adds one entry, and each statement is a round trip under the row's lock.
+        [entry] = decision.timeline
         params = {**changes, "order_id_": order.id, "at_": now}
-        for index, entry in enumerate(decision.timeline):
-            params[f"status_{index}"], params[f"reason_{index}"] = entry.status.value, entry.reason
-        connection.execute(_update_with_timeline(tuple(changes), len(decision.timeline)), params)
+        params["timeline_status"], params["timeline_reason"] = entry.status.value, entry.reason
+        connection.execute(_update_with_timeline(tuple(changes)), params)
         return
     if changes:
         if isinstance(order, Order):
@@ -275,29 +280,23 @@ def _update_of(columns: tuple[str, ...]) -> Any:
     return statement
 
 
-_UPDATES_WITH_TIMELINE: dict[tuple[tuple[str, ...], int], Any] = {}
+_UPDATES_WITH_TIMELINE: dict[tuple[str, ...], Any] = {}
 
 
-def _update_with_timeline(columns: tuple[str, ...], entries: int) -> Any:
-    statement = _UPDATES_WITH_TIMELINE.get((columns, entries))
+def _update_with_timeline(columns: tuple[str, ...]) -> Any:
+    statement = _UPDATES_WITH_TIMELINE.get(columns)
     if statement is None:
-        timeline = (
-            insert(events_table)
-            .values(
-                [
-                    {
-                        "order_id": bindparam("order_id_"),
-                        "status": bindparam(f"status_{index}"),
-                        "reason": bindparam(f"reason_{index}"),
-                        "at": bindparam("at_"),
-                    }
-                    for index in range(entries)
-                ]
-            )
-            .cte("timeline")
+        # INSERT ... SELECT of bound values rather than VALUES: SQLAlchemy cannot cache the compiled form
+        # of a VALUES given as a list, and compiling for every event costs more than the round trip.
+        entry = select(
+            bindparam("order_id_", type_=events_table.c.order_id.type),
+            bindparam("timeline_status", type_=events_table.c.status.type),
+            bindparam("timeline_reason", type_=events_table.c.reason.type),
+            bindparam("at_", type_=events_table.c.at.type),
         )
+        timeline = insert(events_table).from_select(["order_id", "status", "reason", "at"], entry).cte("timeline")
         statement = _update_of(columns).add_cte(timeline)
-        _UPDATES_WITH_TIMELINE[(columns, entries)] = statement
+        _UPDATES_WITH_TIMELINE[columns] = statement
     return statement
 
 
