@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import bindparam, select, update
@@ -17,6 +16,7 @@ from payments.audit import for_payment
 from payments.context import Lane, PaymentsContext, wake_after_commit
 from payments.domain import PaymentStatus
 from payments.flows import repairs
+from payments.flows.side_by_side import run_side_by_side
 from payments.models import Payment, utcnow
 from payments.providers.base import Outcome, PaymentProvider, ProviderUnavailable
 from shopkit.uow import UnitOfWork
@@ -26,7 +26,6 @@ log = logging.getLogger("payments.cancellations")
 CANCEL_LEASE = timedelta(seconds=120)
 RETRY_AFTER = 30.0
 DUE_BATCH = 20
-CANCELLATIONS_AT_ONCE = 4
 
 
 def cancel_payment(uow: UnitOfWork, payment: Payment, reason: str) -> None:
@@ -53,16 +52,7 @@ _DUE = (
 def run_due_cancellations(context: PaymentsContext) -> int:
     with context.uow() as uow:
         due = list(uow.session.execute(_DUE, {"now": utcnow()}))
-    if len(due) <= 1:
-        for payment_id, provider, reference in due:
-            cancel_one(context, payment_id, provider, reference)
-        return len(due)
-    # As refunds: each waits on the provider most of its time (a lookup, then the expiry), and a wave
-    # of cancelled orders (their payment timeout passed while the shop was overloaded) drains several
-    # at once. Each row's claim keeps any two from doing one twice.
-    with ThreadPoolExecutor(CANCELLATIONS_AT_ONCE, thread_name_prefix="payments-cancel") as pool:
-        list(pool.map(lambda row: cancel_one(context, *row), due))
-    return len(due)
+    return run_side_by_side(lambda row: cancel_one(context, *row), due, name="cancel")
 
 
 def cancel_one(context: PaymentsContext, payment_id: uuid.UUID, provider: str, reference: str | None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -21,6 +20,7 @@ from payments.context import PaymentsContext
 from payments.domain import CAPTURED_STATUSES, RefundRefused, RefundStatus, money, refund_amount
 from payments.flows import ledger
 from payments.flows.locks import lock_payment
+from payments.flows.side_by_side import run_side_by_side
 from payments.models import Payment, Refund, utcnow
 from payments.providers.base import ProviderRefused, ProviderUnavailable, RefundCall, RefundResult
 from payments.providers.registry import ProviderRegistry
@@ -148,21 +148,10 @@ _DUE = (
 )
 
 
-REFUNDS_AT_ONCE = 4
-
-
 def run_due_refunds(context: PaymentsContext) -> int:
     with context.uow() as uow:
         due = list(uow.session.scalars(_DUE, {"now": utcnow()}))
-    if len(due) <= 1:
-        for refund_id in due:
-            run_refund(context, refund_id)
-        return len(due)
-    # Each refund waits on the provider most of its time; a backlog of them (a wave of rejected or
-    # timed-out orders) drains several at once. Each row's lease keeps any two from doing one twice.
-    with ThreadPoolExecutor(REFUNDS_AT_ONCE, thread_name_prefix="payments-refund") as pool:
-        list(pool.map(partial(run_refund, context), due))
-    return len(due)
+    return run_side_by_side(partial(run_refund, context), due, name="refund")
 
 
 @dataclass(frozen=True)
