@@ -27,12 +27,6 @@ inbox = Table(
 )
 
 
-def record_new(session: Session, handler: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
-    """Record that `handler` handles these (event id, event type) pairs, in one statement. Returns the
-    ids it had not handled before: only those are to be applied."""
-    return {event_id for _, event_id in record_new_handled(session, [(handler, i, t) for i, t in events])}
-
-
 def record_new_handled(session: Session, handled: Sequence[tuple[str, uuid.UUID, str]]) -> set[tuple[str, uuid.UUID]]:
     """Record (handler, event id, event type) triples, whatever their handlers, in one statement. Returns
     the (handler, event id) pairs not handled before: only those are to be applied.
@@ -61,7 +55,7 @@ def _record_statement(dialect: str) -> Any:
 
 def record_once(session: Session, event_id: uuid.UUID, event_type: str, handler: str) -> bool:
     """Record one event; False if `handler` handled it already."""
-    return bool(record_new(session, handler, [(event_id, event_type)]))
+    return bool(record_new_handled(session, [(handler, event_id, event_type)]))
 
 
 def prune_handled(connection: Connection, *, older_than: timedelta) -> int:
