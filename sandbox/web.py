@@ -92,6 +92,7 @@ def page(title: str, body: str) -> str:
     )
 
 
+# As shopkit.serve's, which the sandbox image (docker/service.Dockerfile) does not ship with.
 KEEP_ALIVE_SECONDS = 75
 
 
