@@ -100,7 +100,7 @@ class WebhookReceiver:
                 if remaining <= 0:
                     raise AssertionError(f"{len(self.events)} of {count} deliveries arrived")
                 self._changed.wait(remaining)
-            return list(self.events)
+            return self.events[:count]
 
     def wait_for(self, event_type: str, count: int = 1, timeout: float = 5.0) -> list[stripe.Event]:
         deadline = time.monotonic() + timeout

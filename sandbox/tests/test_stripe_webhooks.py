@@ -94,10 +94,12 @@ def test_reverse_holds_deliveries_and_sends_them_newest_first(
 
     oldest_first = refund_in_parts(stripe_sandbox, parts=4)
 
-    arrived = webhook_receiver.wait_for_count(5)[1:]
+    # Held: the second payment's checkout.session.completed, then its four charge.refunded.
+    *refunds, completed = webhook_receiver.wait_for_count(6)[1:]
     assert time.monotonic() - held_since >= 1.0  # held for a second (a lower bound only)
-    assert [event.id for event in arrived] == list(reversed(oldest_first))
-    assert [event.data.object.amount_refunded for event in arrived] == [4, 3, 2, 1]
+    assert [event.id for event in refunds] == list(reversed(oldest_first))
+    assert [event.data.object.amount_refunded for event in refunds] == [4, 3, 2, 1]
+    assert completed.type == "checkout.session.completed"
 
 
 def test_retry_schedule_defaults_to_stripes_back_off_over_days() -> None:
