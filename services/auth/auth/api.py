@@ -19,12 +19,12 @@ from shopkit.webapp import get_runtime, get_uow
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-def get_security(request: Request) -> Security:
+async def get_security(request: Request) -> Security:
     security: Security = request.app.state.security
     return security
 
 
-def get_client_address(request: Request) -> str:
+async def get_client_address(request: Request) -> str:
     return client_address(request.headers.getlist("x-forwarded-for"), request.client.host if request.client else None)
 
 

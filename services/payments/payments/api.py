@@ -37,7 +37,7 @@ router = APIRouter(prefix="/api/payments", tags=["payments"])
 ACKNOWLEDGED = b'{"received":true}'
 
 
-def get_context(request: Request) -> PaymentsContext:
+async def get_context(request: Request) -> PaymentsContext:
     context: PaymentsContext = request.app.state.payments
     return context
 
