@@ -31,6 +31,8 @@ _NOT_FORWARDED = HOP_BY_HOP | {
     b"x-real-ip",
     # Replaced by the gateway's own span, so the services' spans are children of it (same trace).
     b"traceparent",
+    # The gateway has read the whole body before it forwards: a service must not answer 100 Continue.
+    b"expect",
 }
 
 

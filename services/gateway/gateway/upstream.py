@@ -1,17 +1,16 @@
-"""Forwarding a request to the service that owns its path: over HTTP with a pooled aiohttp client
-(httpx's plain pool halves the gateway's throughput), or straight into the service's ASGI app when
-everything runs in one process."""
+"""Forwarding a request to the service that owns its path: over HTTP on pooled keep-alive connections
+(gateway.upstream_http), or straight into the service's ASGI app when everything runs in one process."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Protocol
 
-import aiohttp
 from starlette.types import ASGIApp, Scope, Send
-from yarl import URL
 
 from gateway.forwarding import HOP_BY_HOP
+from gateway.upstream_http import ConnectionPool, UpstreamError, request_head
 from shopkit.problems import problem_response
 
 # What a service's answer keeps of its headers: its Content-Length, none of its hop-by-hop ones.
@@ -58,65 +57,81 @@ class HttpUpstream:
     def __init__(self, name: str, base_url: str, *, timeout: float, connect_timeout: float = 2.0) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
-        self._session: aiohttp.ClientSession | None = None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._pool: ConnectionPool | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=self.timeout,
-                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            )
-        return self._session
+    def _connections(self) -> ConnectionPool:
+        # Made on the event loop that uses it (its semaphore belongs to that loop).
+        if self._pool is None:
+            self._pool = ConnectionPool(self.base_url, connect_timeout=self.connect_timeout)
+        return self._pool
 
     async def forward(self, scope: Scope, request: Outbound, send: Send) -> None:
         target = request.raw_path
         query = scope.get("query_string")
         if query:
             target += b"?" + query
-        # encoded=True: yarl would otherwise resolve dot segments and decode escapes, and the service
-        # would be asked for another path than the one the gateway decided on.
-        url = URL(self.base_url + target.decode("ascii"), encoded=True)
-        outgoing = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
-        timeout = self.timeout
-        if request.wait:
-            timeout = aiohttp.ClientTimeout(
-                total=(timeout.total or 0) + request.wait, sock_connect=timeout.sock_connect
-            )
+        method = scope["method"]
+        pool = self._connections()
         try:
-            async with self._client().request(
-                scope["method"],
-                url,
-                data=request.body or None,
-                headers=outgoing,
-                allow_redirects=False,
-                timeout=timeout,
-            ) as response:
-                response_headers = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in _NOT_RETURNED]
-                await send({"type": "http.response.start", "status": response.status, "headers": response_headers})
-                length = response.content_length
-                if length is not None and length <= _WHOLE_BODY_BYTES:
-                    # Most answers are small JSON: one body message instead of a stream and its end.
-                    await send({"type": "http.response.body", "body": await response.read(), "more_body": False})
-                    return
-                async for chunk in response.content.iter_any():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # The raw target as the gateway decided on it: nothing re-reads its dot segments or escapes.
+            message = request_head(method, target, pool.authority, request.headers, request.body)
+        except ValueError as exc:
+            await problem_response(400, str(exc))(scope, _no_body, send)
+            return
+        started = False
+        try:
+            async with asyncio.timeout(self.timeout + request.wait):
+                connection = await pool.acquire()
+                try:
+                    answer = await connection.send_request(message, head_only=method == "HEAD")
+                    headers = [(k, v) for k, v in answer.headers if k not in _NOT_RETURNED]
+                    if answer.length is not None and answer.length <= _WHOLE_BODY_BYTES:
+                        # Most answers are small JSON: one body message instead of a stream and its end.
+                        body = await connection.body()
+                        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+                        started = True
+                        await send({"type": "http.response.body", "body": body, "more_body": False})
+                        return
+                    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+                    started = True
+
+                    async def deliver(chunk: bytes) -> None:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+                    await connection.stream(deliver)
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finally:
+                    pool.release(connection)
         except TimeoutError:
+            if started:
+                raise
             await problem_response(504, f"the {self.name} service did not answer in time")(scope, _no_body, send)
-        except aiohttp.ClientError:
+        except UpstreamError:
+            if started:
+                raise
             await problem_response(502, f"the {self.name} service is unavailable")(scope, _no_body, send)
 
     async def get_json(self, path: str) -> object:
-        async with self._client().get(self.base_url + path) as response:
-            response.raise_for_status()
-            return await response.json(content_type=None)
+        pool = self._connections()
+        async with asyncio.timeout(self.timeout):
+            connection = await pool.acquire()
+            try:
+                answer = await connection.send_request(
+                    request_head("GET", path.encode("ascii"), pool.authority, [(b"accept", b"application/json")], b""),
+                    head_only=False,
+                )
+                body = await connection.body()
+            finally:
+                pool.release(connection)
+        if answer.status >= 400:
+            raise UpstreamError(f"GET {path} answered {answer.status}")
+        return json.loads(body)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
 
 class AsgiUpstream:
