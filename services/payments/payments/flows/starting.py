@@ -7,16 +7,16 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Row, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from payments.audit import for_payment
 from payments.context import PaymentsContext
-from payments.domain import OPEN_STATUSES, OrderStatus, PaymentStatus
+from payments.domain import OPEN_STATUSES, ZERO, OrderStatus, PaymentStatus
 from payments.flows.cancellations import cancel_at_provider, cancel_payment
-from payments.flows.locks import lock_order, lock_payment
+from payments.flows.locks import lock_payment
 from payments.models import PayableOrder, Payment, utcnow
 from payments.providers.base import Checkout, OpenedPayment, PaymentProvider, ProviderRefused, ProviderUnavailable
 from shopkit import tracing
@@ -27,6 +27,7 @@ from shopkit.uow import UnitOfWork
 log = logging.getLogger("payments.starting")
 
 PAYMENTS = cast(Table, Payment.__table__)
+PAYABLE = cast(Table, PayableOrder.__table__)
 # Seconds a client is asked to wait when the provider could not open the payment (maintenance, 5xx).
 RETRY_AFTER = "5"
 # One statement on every payment started (built once): no locks needed, the row is ours.
@@ -36,6 +37,22 @@ _RECORD_OPENED = (
     .values(provider_reference=bindparam("reference"), redirect_url=bindparam("url"), updated_at=bindparam("now"))
     .returning(PAYMENTS.c.status)
 )
+# The claim on every payment started runs on Core rows (built once): the order is only read, and the new
+# payment only inserted, so the ORM's identity map and flush would be work for nothing.
+_LOCK_PAYABLE = (
+    select(
+        PAYABLE.c.order_id,
+        PAYABLE.c.user_id,
+        PAYABLE.c.amount,
+        PAYABLE.c.currency,
+        PAYABLE.c.lines,
+        PAYABLE.c.status,
+        PAYABLE.c.traceparent,
+    )
+    .where(PAYABLE.c.order_id == bindparam("order_id"))
+    .with_for_update()
+)
+_NEW_PAYMENT = insert(PAYMENTS)
 _WITH_KEY = select(Payment).where(Payment.user_id == bindparam("user_id"), Payment.idempotency_key == bindparam("key"))
 _OPEN_PAYMENTS = (
     select(Payment)
@@ -159,18 +176,24 @@ def _claim(
         ):
             return answered
         return _Claimed(StartedPayment(current, created=False), None)
-    payment = Payment(
-        id=uuid.uuid4(),
-        order_id=order.order_id,
-        user_id=order.user_id,
-        provider=provider.name,
-        status=PaymentStatus.INITIATED,
-        amount=order.amount,
-        currency=order.currency,
-        idempotency_key=key,
-        traceparent=order.traceparent or tracing.current_traceparent(),
-    )
-    uow.session.add(payment)
+    now = utcnow()
+    row = {
+        "id": uuid.uuid4(),
+        "order_id": order.order_id,
+        "user_id": order.user_id,
+        "provider": provider.name,
+        "status": PaymentStatus.INITIATED,
+        "amount": order.amount,
+        "currency": order.currency,
+        "refunded_amount": ZERO,
+        "idempotency_key": key,
+        "traceparent": order.traceparent or tracing.current_traceparent(),
+        "created_at": now,
+        "updated_at": now,
+    }
+    uow.session.connection().execute(_NEW_PAYMENT, row)
+    # What the request answers with: the row as inserted, outside any session.
+    payment = Payment(**row)
     checkout = Checkout(
         payment_id=payment.id,
         order_id=order.order_id,
@@ -195,10 +218,9 @@ def _answer_by_key(
     return _Claimed(StartedPayment(existing, created=False), None)
 
 
-def _payable_order(
-    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider
-) -> PayableOrder:
-    order = lock_order(uow.session, order_id)
+def _payable_order(uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider) -> Row[Any]:
+    """The order's row, locked (as flows.locks.lock_order locks it)."""
+    order = uow.session.connection().execute(_LOCK_PAYABLE, {"order_id": order_id}).first()
     if order is None:
         raise _NotReceived
     if order.user_id != principal.user_id:
