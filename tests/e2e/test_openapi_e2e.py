@@ -146,6 +146,9 @@ def test_schemathesis_finds_no_failure_of_any_kind(shop: EmbeddedShop, tmp_path:
                 f"{shop.base}/openapi.json",
                 "--checks",
                 "all",
+                # DELETE archives a product, which an admin still reads (see schemathesis.toml).
+                "--exclude-checks",
+                "use_after_free",
                 "--max-examples",
                 str(EXAMPLES),
                 # One worker: with several, Hypothesis describing its strategies parses source in
