@@ -218,7 +218,9 @@ def _answer_by_key(
     return _Claimed(StartedPayment(existing, created=False), None)
 
 
-def _payable_order(uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider) -> Row[Any]:
+def _payable_order(
+    uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider
+) -> Row[*tuple[Any, ...]]:
     """The order's row, locked (as flows.locks.lock_order locks it)."""
     order = uow.session.connection().execute(_LOCK_PAYABLE, {"order_id": order_id}).first()
     if order is None:
