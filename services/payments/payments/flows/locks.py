@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from payments.models import PayableOrder, Payment
@@ -23,6 +23,21 @@ class PaymentKey(NamedTuple):
 # built per call (as Session.get does) is hashed again for the compiled cache every time.
 _ORDER_OF = select(Payment.order_id).where(Payment.id == bindparam("payment_id"))
 _LOCK_ORDER = select(PayableOrder).where(PayableOrder.order_id == bindparam("order_id")).with_for_update()
+_PAYABLE = cast(Table, PayableOrder.__table__)
+# The same lock, answered as a Core row: for a path that only reads the order (starting a payment).
+_LOCK_ORDER_ROW = (
+    select(
+        _PAYABLE.c.order_id,
+        _PAYABLE.c.user_id,
+        _PAYABLE.c.amount,
+        _PAYABLE.c.currency,
+        _PAYABLE.c.lines,
+        _PAYABLE.c.status,
+        _PAYABLE.c.traceparent,
+    )
+    .where(_PAYABLE.c.order_id == bindparam("order_id"))
+    .with_for_update()
+)
 _LOCK_PAYMENT = (
     select(Payment)
     .where(Payment.id == bindparam("payment_id"))
@@ -66,6 +81,11 @@ def lock_payment(
 
 def lock_order(session: Session, order_id: uuid.UUID) -> PayableOrder | None:
     return session.scalars(_LOCK_ORDER, {"order_id": order_id}).one_or_none()
+
+
+def lock_order_row(session: Session, order_id: uuid.UUID) -> Row[*tuple[Any, ...]] | None:
+    """lock_order without the ORM object: the order's row, locked, for a path that does not change it."""
+    return session.connection().execute(_LOCK_ORDER_ROW, {"order_id": order_id}).first()
 
 
 def lock_payments_with_references(session: Session, provider: str, references: Collection[str]) -> Locked:

@@ -16,8 +16,8 @@ from payments.audit import for_payment
 from payments.context import PaymentsContext
 from payments.domain import OPEN_STATUSES, ZERO, OrderStatus, PaymentStatus
 from payments.flows.cancellations import cancel_at_provider, cancel_payment
-from payments.flows.locks import lock_payment
-from payments.models import PayableOrder, Payment, utcnow
+from payments.flows.locks import lock_order_row, lock_payment
+from payments.models import Payment, utcnow
 from payments.providers.base import Checkout, OpenedPayment, PaymentProvider, ProviderRefused, ProviderUnavailable
 from shopkit import tracing
 from shopkit.auth import Principal
@@ -27,7 +27,6 @@ from shopkit.uow import UnitOfWork
 log = logging.getLogger("payments.starting")
 
 PAYMENTS = cast(Table, Payment.__table__)
-PAYABLE = cast(Table, PayableOrder.__table__)
 # Seconds a client is asked to wait when the provider could not open the payment (maintenance, 5xx).
 RETRY_AFTER = "5"
 # One statement on every payment started (built once): no locks needed, the row is ours.
@@ -37,21 +36,7 @@ _RECORD_OPENED = (
     .values(provider_reference=bindparam("reference"), redirect_url=bindparam("url"), updated_at=bindparam("now"))
     .returning(PAYMENTS.c.status)
 )
-# The claim on every payment started runs on Core rows (built once): the order is only read, and the new
-# payment only inserted, so the ORM's identity map and flush would be work for nothing.
-_LOCK_PAYABLE = (
-    select(
-        PAYABLE.c.order_id,
-        PAYABLE.c.user_id,
-        PAYABLE.c.amount,
-        PAYABLE.c.currency,
-        PAYABLE.c.lines,
-        PAYABLE.c.status,
-        PAYABLE.c.traceparent,
-    )
-    .where(PAYABLE.c.order_id == bindparam("order_id"))
-    .with_for_update()
-)
+# The new payment is only inserted (built once): the ORM's identity map and flush would be work for nothing.
 _NEW_PAYMENT = insert(PAYMENTS)
 _WITH_KEY = select(Payment).where(Payment.user_id == bindparam("user_id"), Payment.idempotency_key == bindparam("key"))
 _OPEN_PAYMENTS = (
@@ -221,8 +206,7 @@ def _answer_by_key(
 def _payable_order(
     uow: UnitOfWork, principal: Principal, order_id: uuid.UUID, provider: PaymentProvider
 ) -> Row[*tuple[Any, ...]]:
-    """The order's row, locked (as flows.locks.lock_order locks it)."""
-    order = uow.session.connection().execute(_LOCK_PAYABLE, {"order_id": order_id}).first()
+    order = lock_order_row(uow.session, order_id)
     if order is None:
         raise _NotReceived
     if order.user_id != principal.user_id:
