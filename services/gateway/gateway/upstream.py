@@ -56,16 +56,8 @@ class Upstream(Protocol):
 class HttpUpstream:
     def __init__(self, name: str, base_url: str, *, timeout: float, connect_timeout: float = 2.0) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self._pool: ConnectionPool | None = None
-
-    def _connections(self) -> ConnectionPool:
-        # Made on the event loop that uses it (its semaphore belongs to that loop).
-        if self._pool is None:
-            self._pool = ConnectionPool(self.base_url, connect_timeout=self.connect_timeout)
-        return self._pool
+        self._pool = ConnectionPool(base_url.rstrip("/"), connect_timeout=connect_timeout)
 
     async def forward(self, scope: Scope, request: Outbound, send: Send) -> None:
         target = request.raw_path
@@ -73,37 +65,29 @@ class HttpUpstream:
         if query:
             target += b"?" + query
         method = scope["method"]
-        pool = self._connections()
         try:
             # The raw target as the gateway decided on it: nothing re-reads its dot segments or escapes.
-            message = request_head(method, target, pool.authority, request.headers, request.body)
+            message = request_head(method, target, self._pool.authority, request.headers, request.body)
         except ValueError as exc:
             await problem_response(400, str(exc))(scope, _no_body, send)
             return
         started = False
         try:
-            async with asyncio.timeout(self.timeout + request.wait):
-                connection = await pool.acquire()
-                try:
-                    answer = await connection.send_request(message, head_only=method == "HEAD")
-                    headers = [(k, v) for k, v in answer.headers if k not in _NOT_RETURNED]
-                    if answer.length is not None and answer.length <= _WHOLE_BODY_BYTES:
-                        # Most answers are small JSON: one body message instead of a stream and its end.
-                        body = await connection.body()
-                        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-                        started = True
-                        await send({"type": "http.response.body", "body": body, "more_body": False})
-                        return
-                    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-                    started = True
+            async with asyncio.timeout(self.timeout + request.wait), self._pool.connection() as connection:
+                answer = await connection.send_request(message, head_only=method == "HEAD")
+                # Most answers are small JSON: read whole, they go in one body message instead of a stream.
+                whole = answer.length is not None and answer.length <= _WHOLE_BODY_BYTES
+                body = await connection.body() if whole else b""
+                headers = [(k, v) for k, v in answer.headers if k not in _NOT_RETURNED]
+                await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+                started = True
+                if not whole:
 
                     async def deliver(chunk: bytes) -> None:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
                     await connection.stream(deliver)
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                finally:
-                    pool.release(connection)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
         except TimeoutError:
             if started:
                 raise
@@ -114,24 +98,17 @@ class HttpUpstream:
             await problem_response(502, f"the {self.name} service is unavailable")(scope, _no_body, send)
 
     async def get_json(self, path: str) -> object:
-        pool = self._connections()
-        async with asyncio.timeout(self.timeout):
-            connection = await pool.acquire()
-            try:
-                answer = await connection.send_request(
-                    request_head("GET", path.encode("ascii"), pool.authority, [(b"accept", b"application/json")], b""),
-                    head_only=False,
-                )
-                body = await connection.body()
-            finally:
-                pool.release(connection)
+        accept = [(b"accept", b"application/json")]
+        message = request_head("GET", path.encode("ascii"), self._pool.authority, accept, b"")
+        async with asyncio.timeout(self.timeout), self._pool.connection() as connection:
+            answer = await connection.send_request(message, head_only=False)
+            body = await connection.body()
         if answer.status >= 400:
             raise UpstreamError(f"GET {path} answered {answer.status}")
         return json.loads(body)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        self._pool.close()
 
 
 class AsgiUpstream:

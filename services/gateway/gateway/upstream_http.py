@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httptools
@@ -197,6 +198,15 @@ class ConnectionPool:
         self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(limit)
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection for one exchange; back in the pool afterwards if its answer was read whole."""
+        connection = await self.acquire()
+        try:
+            yield connection
+        finally:
+            self.release(connection)
+
     async def acquire(self) -> Connection:
         await self._slots.acquire()  # not inside the try: a wait cancelled here holds no slot
         try:
@@ -243,7 +253,7 @@ def request_head(
     parts = [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\nhost: ", authority, b"\r\n"]
     for name, value in headers:
         if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name or b":" in name:
-            raise ValueError("a header cannot hold line breaks")
+            raise ValueError("a header cannot hold line breaks, nor its name a colon")
         parts += [name, b": ", value, b"\r\n"]
     if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
         parts += [b"content-length: ", str(len(body)).encode("ascii"), b"\r\n"]

@@ -157,7 +157,7 @@ async def test_an_idle_connection_closed_by_the_service_meanwhile_is_replaced(se
     upstream = HttpUpstream("orders", f"http://127.0.0.1:{server.port}", timeout=2)
     await forward(upstream)
     # The service ends the idle connection (a restart, its keep-alive running out).
-    for connection in upstream._connections()._idle:
+    for connection in upstream._pool._idle:
         connection.transport.close()  # type: ignore[union-attr]
     await asyncio.sleep(0.05)
 
