@@ -305,3 +305,9 @@ async def test_a_request_that_cannot_be_written_safely_is_a_400_and_never_sent(s
     assert messages[0]["status"] == 400
     assert server.requests == [] and server.connections == 0
     await upstream.close()
+
+
+def test_an_upstream_that_is_not_plain_http_is_refused_when_the_gateway_is_made() -> None:
+    for url in ("https://orders:8003", "orders:8003", "http://"):
+        with pytest.raises(ValueError, match="plain http"):
+            HttpUpstream("orders", url, timeout=1)
