@@ -17,12 +17,18 @@ AUTH = {"Authorization": "Bearer sk_test_sandbox"}
 
 
 def make_events(sandbox: StripeSandbox, refunds: int) -> tuple[str, list[str]]:
-    """A paid session and `refunds` one-unit refunds: the payment intent and the event ids, oldest first."""
+    """A paid session and `refunds` one-unit refunds: the payment intent and the event ids, oldest first.
+    Returns once every one sent to the endpoint is delivered, so that two reads of an event agree on its
+    `pending_webhooks` (an event of a type the endpoint does not take has no delivery)."""
     intent = str(paid_session(sandbox).payment_intent)
     for _ in range(refunds):
         sandbox.client.v1.refunds.create(params={"payment_intent": intent, "amount": 1})
     listed = local_http.get(f"{sandbox.base_url}/v1/events", params={"limit": 100}, headers=AUTH).json()
-    return intent, [event["id"] for event in reversed(listed["data"])]
+    ids = [event["id"] for event in reversed(listed["data"])]
+    for event_id in ids:
+        if sandbox.http.get(f"{sandbox.base_url}/_control/events/{event_id}").json()["delivery_status"] is not None:
+            sandbox.wait_for_delivery(event_id, "delivered")
+    return intent, ids
 
 
 def events_page(sandbox: StripeSandbox, **params: Any) -> httpx.Response:
