@@ -1,5 +1,6 @@
 # Shop: `make run` (the whole shop in one process) and `make test` (every test) are all you need.
-PYTHON ?= python3
+# The interpreter the venvs are made with; empty: the fastest Python 3.11+ found (tools/pick-python).
+PYTHON ?=
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
@@ -42,8 +43,7 @@ PTH = $(BIN)/python -c 'import site, sys; open(site.getsitepackages()[0] + "/sho
 UV_INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python
 
 $(BIN)/uv: $(LOCK_UV)
-	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed") if sys.version_info < (3, 11) else None'
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	test -d $(VENV) || { py=$$(sh tools/pick-python $(PYTHON)) && echo "make: the venv's Python is $$py" && "$$py" -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK_UV)
 	touch $(BIN)/uv
 
@@ -82,7 +82,7 @@ lock: $(SYNCED)
 # of the shop's venv: checkov alone pins about a hundred packages the shop does not use. .ci/run installs
 # them; tests/ops uses them.
 $(OPS_STAMP): $(LOCK_OPS) $(NPM_TOOLS)/package-lock.json $(BIN)/uv
-	test -d $(OPS_VENV) || $(PYTHON) -m venv $(OPS_VENV)
+	test -d $(OPS_VENV) || { py=$$(sh tools/pick-python $(PYTHON)) && "$$py" -m venv $(OPS_VENV); }
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(OPS_VENV)/bin/python --require-hashes -r $(LOCK_OPS)
 	cd $(NPM_TOOLS) && npm ci --no-audit --no-fund --silent
 	touch $(OPS_STAMP)

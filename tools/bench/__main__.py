@@ -180,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            # The build matters as much as the version (see tools/pick-python).
+            "python_executable": os.path.realpath(sys.executable),
             "platform": platform.platform(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         },
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "previous", "log_dir")},
     }
+    say(f"Python {results['machine']['python']} at {results['machine']['python_executable']}")
     with scratch_database(server_url()) as database_url:
         results.update(measure_shop(database_url, args))
         say(f"pgbench bounds ({args.pgbench_duration:.0f} s each)")
