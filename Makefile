@@ -80,9 +80,10 @@ lock: $(SYNCED)
 
 # Checkers of the deployment files (checkov, kubernetes-validate, kubectl for its kustomize, dclint), out
 # of the shop's venv: checkov alone pins about a hundred packages the shop does not use. .ci/run installs
-# them; tests/ops uses them.
+# them; tests/ops uses them. Made with the interpreter of the shop's venv (a venv's python makes a venv of
+# its base interpreter), which was picked once already.
 $(OPS_STAMP): $(LOCK_OPS) $(NPM_TOOLS)/package-lock.json $(BIN)/uv
-	test -d $(OPS_VENV) || { py=$$(sh tools/pick-python $(PYTHON)) && "$$py" -m venv $(OPS_VENV); }
+	test -d $(OPS_VENV) || $(BIN)/python -m venv $(OPS_VENV)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(OPS_VENV)/bin/python --require-hashes -r $(LOCK_OPS)
 	cd $(NPM_TOOLS) && npm ci --no-audit --no-fund --silent
 	touch $(OPS_STAMP)

@@ -20,14 +20,13 @@ def pick(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str
 
 
 def fake_python(directory: Path, name: str, *, version_ok: bool, loop_us: int) -> Path:
-    """A stand-in interpreter: answers pick-python's three questions (usable? which file? how fast?)."""
+    """A stand-in interpreter: answers pick-python's two questions (if usable, where is it? how fast is it?)."""
     directory.mkdir(parents=True, exist_ok=True)
     script = directory / name
     script.write_text(
         "#!/bin/sh\n"
         'case "$2" in\n'
-        f"  *ensurepip*) echo {'True' if version_ok else 'False'} ;;\n"
-        f"  *realpath*) echo {script} ;;\n"
+        f"  *ensurepip*) {f'echo {script}' if version_ok else 'true'} ;;\n"
         f"  *process_time*) echo {loop_us} ;;\n"
         "  *) exit 1 ;;\n"
         "esac\n"
@@ -42,8 +41,20 @@ def test_an_interpreter_given_is_the_one_chosen() -> None:
     assert answer.stdout.strip() == sys.executable
 
 
+def old_python(directory: Path) -> Path:
+    """This interpreter, saying it is 3.10: it runs pick-python's own check, which must refuse it."""
+    script = directory / "python3.10"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'exec {sys.executable} -c \'import sys; sys.version_info = (3, 10, 13, "final", 0); '
+        'exec(sys.argv[1])\' "$2"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
 def test_an_interpreter_given_that_is_too_old_or_not_python_is_refused(tmp_path: Path) -> None:
-    old = fake_python(tmp_path, "python3.10", version_ok=False, loop_us=1)
+    old = old_python(tmp_path)
     for given in (str(old), "/bin/true", str(tmp_path / "missing")):
         answer = pick(given)
         assert answer.returncode == 1, given
